@@ -10,6 +10,8 @@
 // Dropout on the probabilities: element ((b·H + h)·Tq + i)·Tk + j of the DropoutSpec's range.
 // Saved for backward: lse [B, H, Tq] (log-sum-exp of the scaled, masked scores), in the
 // accumulation type. The CUDA twin never materialises the Tq × Tk matrix.
+// CPU twin (attention_cpu.cpp): key_lengths in host memory; per thread a Tq × Tk scratch (two in
+// backward) taken from ctx.workspace when set, else allocated for the call.
 #pragma once
 #include "kernels/core/context.h"
 #include "kernels/core/philox.h"

@@ -32,9 +32,10 @@ std::string cat(const Parts&... parts) {
 
 }  // namespace tfm
 
-// TFM_CHECK(cond, "message pieces", ...) throws tfm::Error naming the condition when it fails.
-#define TFM_CHECK(cond, ...)                                                                   \
-  do {                                                                                         \
-    if (!(cond)) ::tfm::fail(::tfm::cat(__VA_ARGS__, " [check failed: " #cond " at ", __FILE__, \
-                                        ":", __LINE__, "]"));                                  \
+// TFM_CHECK(cond, "message pieces", ...) throws tfm::Error with the message when cond is false.
+// Messages are for users: they name the option, file, tensor or op and what was expected, so
+// the source location is left out.
+#define TFM_CHECK(cond, ...)                         \
+  do {                                               \
+    if (!(cond)) ::tfm::fail(::tfm::cat(__VA_ARGS__)); \
   } while (0)

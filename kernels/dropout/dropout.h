@@ -8,7 +8,7 @@
 
 namespace tfm {
 
-// y may alias x. With p == 0, y = x.
+// p must lie in [0, 1) (tfm::Error otherwise). y may alias x. With p == 0, y = x.
 void dropout_forward(const Context& ctx, const Tensor& x, const Tensor& y, const DropoutSpec& d);
 // dx = dy · keep / (1 − p); dx may alias dy.
 void dropout_backward(const Context& ctx, const Tensor& dy, const Tensor& dx,

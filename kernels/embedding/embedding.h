@@ -2,7 +2,8 @@
 //   out[b, t, :] = table[tokens[b, t], :] · scale + PE(position_offset + t)
 //   PE(pos, 2i) = sin(pos / 10000^(2i/D)),  PE(pos, 2i+1) = cos(pos / 10000^(2i/D))
 // tokens [B, T] i32 with every id in [0, V) (checked on CPU), table [V, D], out [B, T, D].
-// position_offset lets incremental decoding embed one step at its true position.
+// position_offset (≥ 0) lets incremental decoding embed one step at its true position.
+// An id outside [0, V) throws tfm::Error naming the id, its [b, t] position and V.
 #pragma once
 #include "kernels/core/context.h"
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/batch.h"
+#include "kernels/core/buffer.h"
 #include "model/layers.h"
 
 namespace tfm {
@@ -72,6 +73,54 @@ struct LossStats {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// Incremental decoding with cached keys and values (model/incremental.cpp).
+//
+// A DecoderState holds a batch of `rows` hypotheses being decoded together, all at the same
+// position t (the number of tokens fed so far, BOS included). Per decoder layer it keeps
+//   self_kv  [rows, capacity, 2·D]: the self-attention keys (columns [0, D)) and values
+//            ([D, 2·D)) of positions 0..t−1; the unfilled tail is masked with the attention
+//            op's key_lengths (= t + 1 during the step that fills position t);
+//   cross_kv [rows, Ts, 2·D]: the cross-attention keys and values of the row's encoder output,
+//            computed once by start_decoding.
+// Forward only, no dropout: the cache replaces the saved state of the layer classes.
+class DecoderState {
+ public:
+  int64_t rows() const { return rows_; }
+  int64_t position() const { return position_; }    // tokens fed so far
+  int64_t capacity() const { return capacity_; }    // positions the cache can hold
+  int64_t sentence(int64_t row) const { return sentence_.at(size_t(row)); }  // source of a row
+
+  // Beam search: new row i continues old row rows[i] (a gather: rows may repeat, be dropped, or
+  // shrink the batch when sentences finish). Throws naming the row when one is out of range.
+  void reorder(const std::vector<int64_t>& rows);
+
+  // Parameter indices of one decoder layer, looked up by name (DESIGN.md's naming).
+  struct LayerIndex {
+    int self_qkv_w = -1, self_qkv_b = -1, self_out_w = -1, self_out_b = -1;
+    int cross_q_w = -1, cross_q_b = -1, cross_out_w = -1, cross_out_b = -1;
+    int fc1_w = -1, fc1_b = -1, fc2_w = -1, fc2_b = -1;
+    int norm_g[3] = {-1, -1, -1}, norm_b[3] = {-1, -1, -1};
+  };
+
+ private:
+  friend class Transformer;
+  Device device_ = Device::cpu;
+  DType dtype_ = DType::f32;
+  int64_t rows_ = 0, position_ = 0, capacity_ = 0, src_len_ = 0, width_ = 0;  // width_ = 2·D
+  std::vector<int32_t> src_lengths_;  // [rows] keys each row sees in cross-attention
+  std::vector<int64_t> sentence_;     // [rows] the source sentence each row translates
+  std::vector<LayerIndex> layers_;    // [layer]
+  int final_norm_g_ = -1, final_norm_b_ = -1;  // pre-norm stacks only
+  // [layer]; each buffer has room for at least rows_ rows, the spare one is reorder's target.
+  std::vector<Buffer> self_kv_, cross_kv_, self_spare_, cross_spare_;
+  Buffer log_probs_;  // [rows, V] of the last step
+};
+
+// log_softmax over the last dimension of host logits [N, V] (f32 or f64) into out (same shape
+// and dtype; may alias), accumulated in double.
+void log_softmax_rows(const Tensor& logits, const Tensor& out);
+
 class Transformer {
  public:
   explicit Transformer(const ModelConfig& cfg);
@@ -99,6 +148,19 @@ class Transformer {
   Tensor encode(Step& s, const Tensor& src, const Tensor& src_lengths);
   Tensor decode_logits(Step& s, const Tensor& tgt_in, const Tensor& tgt_lengths,
                        const Tensor& memory, const Tensor& src_lengths);
+
+  // Incremental decoding (model/incremental.cpp; see DecoderState). start_decoding encodes
+  // src [B, Ts] i32 with src_lengths [B] (host ids, as encode() takes them) and returns a state of
+  // B · rows_per_sentence rows, row b·rows_per_sentence + j translating sentence b, with room for
+  // `capacity` target positions (BOS included). decode_step feeds tokens[r] to row r at the
+  // state's position (embedding at that position, every decoder layer for one position) and
+  // returns the next token's log-probabilities [rows, V] = log_softmax(y·Eᵀ), a view into the
+  // state valid until its next step or reorder. Both reset the arena. No dropout.
+  DecoderState start_decoding(const Context& ctx, Arena& arena, const Tensor& src,
+                              const Tensor& src_lengths, int64_t rows_per_sentence,
+                              int64_t capacity);
+  Tensor decode_step(const Context& ctx, Arena& arena, DecoderState& state,
+                     const std::vector<int32_t>& tokens);
 
  private:
   LossStats forward(Step& s, const Batch& batch, Tensor* logits_out);

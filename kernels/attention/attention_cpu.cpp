@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "kernels/attention/attention.h"
+#include "kernels/attention/attention_cuda.h"
 #include "kernels/core/parallel.h"
 #include "kernels/gemm/gemm.h"
 
@@ -292,7 +293,13 @@ void attention_forward(const Context& ctx, const AttentionArgs& args, const Tens
   expect_same_dtype(q, out, op, "out");
   expect_shape(lse, {d.B, d.H, d.Tq}, op, "lse");
   expect_dtype(lse, accumulation_dtype(q.dtype), op, "lse");
-  if (ctx.device == Device::cuda) no_cuda_twin(op);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::attention_forward(ctx, args, q, k, v, key_lengths, out, lse);
+#else
+    no_cuda_twin(op);
+#endif
+  }
   check_key_lengths(key_lengths, d.Tk, op);
   dispatch_cpu_float(q.dtype, op, [&](auto zero) {
     using T = decltype(zero);
@@ -327,7 +334,13 @@ void attention_backward(const Context& ctx, const AttentionArgs& args, const Ten
   expect_disjoint(dq, args.q_col, dk, args.k_col, d.D, op, "dq and dk");
   expect_disjoint(dq, args.q_col, dv, args.v_col, d.D, op, "dq and dv");
   expect_disjoint(dk, args.k_col, dv, args.v_col, d.D, op, "dk and dv");
-  if (ctx.device == Device::cuda) no_cuda_twin(op);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::attention_backward(ctx, args, q, k, v, key_lengths, out, lse, dout, dq, dk, dv);
+#else
+    no_cuda_twin(op);
+#endif
+  }
   check_key_lengths(key_lengths, d.Tk, op);
   dispatch_cpu_float(q.dtype, op, [&](auto zero) {
     using T = decltype(zero);

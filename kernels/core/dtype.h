@@ -2,7 +2,9 @@
 // binary runs fp32, bf16 and fp16, and the CPU twins also run in double for gradient checks.
 #pragma once
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "kernels/core/check.h"
@@ -68,6 +70,62 @@ void dispatch_cpu_float(DType t, const char* op, F&& f) {
     case DType::f64: f(double{}); return;
     default: fail(cat(op, ": the CPU twin runs f32 or f64, got ", dtype_name(t)));
   }
+}
+
+// Host conversions between float and the 16-bit storage types (the GPU tests use them to upload
+// and read back bf16/f16 tensors). Both round to nearest, ties to even, as the device's
+// __float2bfloat16_rn / __float2half_rn do; NaN stays NaN (quiet), overflow goes to ±inf.
+inline uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+inline float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+inline bf16_t float_to_bf16(float f) {
+  uint32_t u = float_bits(f);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return bf16_t{uint16_t((u >> 16) | 0x0040u)};  // NaN
+  // Adding 0x7FFF plus the lowest kept bit rounds to nearest even; a carry out of the mantissa
+  // correctly bumps the exponent (and the largest finite values round up to inf).
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return bf16_t{uint16_t(u >> 16)};
+}
+inline float bf16_to_float(bf16_t h) { return bits_float(uint32_t(h.bits) << 16); }
+
+inline f16_t float_to_f16(float f) {
+  uint32_t u = float_bits(f);
+  uint16_t sign = uint16_t((u >> 16) & 0x8000u);
+  uint32_t a = u & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) return f16_t{uint16_t(sign | 0x7E00u)};  // NaN
+  // 65520 = 0x477FF000 is halfway between 65504 (the largest half) and 2^16; ties go to the
+  // even neighbour, which is inf.
+  if (a >= 0x477FF000u) return f16_t{uint16_t(sign | 0x7C00u)};
+  if (a < 0x38800000u) {
+    // Below 2^-14: a subnormal half m · 2^-24 (or zero). Scaling by 2^24 is exact, and
+    // nearbyint rounds to nearest even in the default rounding mode; m = 1024 is the smallest
+    // normal, whose bit pattern is exactly 0x0400.
+    float m = std::nearbyint(bits_float(a) * 16777216.0f);
+    return f16_t{uint16_t(sign | uint16_t(m))};
+  }
+  uint32_t exponent = (a >> 23) - 127 + 15, mantissa = a & 0x7FFFFFu;
+  uint32_t h = (exponent << 10) | (mantissa >> 13);
+  uint32_t rest = mantissa & 0x1FFFu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry bumps the exponent
+  return f16_t{uint16_t(sign | h)};
+}
+inline float f16_to_float(f16_t h) {
+  uint32_t sign = uint32_t(h.bits & 0x8000u) << 16;
+  uint32_t exponent = (h.bits >> 10) & 0x1Fu, mantissa = h.bits & 0x3FFu;
+  if (exponent == 0) {  // zero or subnormal: mantissa · 2^-24, exact in float
+    float v = std::ldexp(float(mantissa), -24);
+    return sign ? -v : v;
+  }
+  if (exponent == 31) return bits_float(sign | 0x7F800000u | (mantissa << 13));  // inf, NaN
+  return bits_float(sign | ((exponent + 112) << 23) | (mantissa << 13));
 }
 
 }  // namespace tfm

@@ -14,6 +14,7 @@
 
 #include "kernels/core/parallel.h"
 #include "kernels/cross_entropy/cross_entropy.h"
+#include "kernels/cross_entropy/cross_entropy_cuda.h"
 
 namespace tfm {
 
@@ -143,7 +144,14 @@ void cross_entropy_forward(const Context& ctx, const Tensor& logits, const Tenso
   expect_row_output(ctx, loss, N, acc, op, "loss");
   expect_row_output(ctx, nll, N, acc, op, "nll");
   expect_row_output(ctx, lse, N, acc, op, "lse");
-  if (ctx.device == Device::cuda) no_cuda_twin(op);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::cross_entropy_forward(ctx, logits, targets, ignore_index, smoothing, loss, nll,
+                                       lse);
+#else
+    no_cuda_twin(op);
+#endif
+  }
   check_targets(targets, V, ignore_index, op);
   dispatch_cpu_float(logits.dtype, op, [&](auto zero) {
     using T = decltype(zero);
@@ -162,7 +170,14 @@ void cross_entropy_backward(const Context& ctx, const Tensor& logits, const Tens
   expect_shape(dlogits, {N, V}, op, "dlogits");
   expect_same_dtype(logits, dlogits, op, "dlogits");
   TFM_CHECK(std::isfinite(grad_scale), op, ": grad_scale ", grad_scale, " is not finite");
-  if (ctx.device == Device::cuda) no_cuda_twin(op);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::cross_entropy_backward(ctx, logits, targets, lse, ignore_index, smoothing,
+                                        grad_scale, dlogits);
+#else
+    no_cuda_twin(op);
+#endif
+  }
   check_targets(targets, V, ignore_index, op);
   dispatch_cpu_float(logits.dtype, op, [&](auto zero) {
     using T = decltype(zero);

@@ -5,6 +5,9 @@
 
 #include "kernels/core/parallel.h"
 #include "kernels/elementwise/elementwise.h"
+#ifdef TFM_HAVE_CUDA
+#include "kernels/elementwise/elementwise_cuda.h"
+#endif
 
 namespace tfm {
 
@@ -20,7 +23,13 @@ void expect_same(const Context& ctx, const Tensor& a, const Tensor& b, const cha
 void add(const Context& ctx, const Tensor& a, const Tensor& b, const Tensor& out) {
   expect_same(ctx, a, b, "add");
   expect_same(ctx, a, out, "add");
-  if (ctx.device == Device::cuda) no_cuda_twin("add");
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::add(ctx, a, b, out);
+#else
+    no_cuda_twin("add");
+#endif
+  }
   dispatch_cpu_float(a.dtype, "add", [&](auto zero) {
     using T = decltype(zero);
     const T *pa = a.as<T>(), *pb = b.as<T>();
@@ -35,19 +44,37 @@ void accumulate(const Context& ctx, const Tensor& dst, const Tensor& src) {
 
 void copy(const Context& ctx, const Tensor& src, const Tensor& dst) {
   expect_same(ctx, src, dst, "copy");
-  if (ctx.device == Device::cuda) no_cuda_twin("copy");
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::copy(ctx, src, dst);
+#else
+    no_cuda_twin("copy");
+#endif
+  }
   if (src.data != dst.data) std::memcpy(dst.data, src.data, src.bytes());
 }
 
 void fill_zero(const Context& ctx, const Tensor& x) {
   expect_device(ctx, x, "fill_zero", "x");
-  if (ctx.device == Device::cuda) no_cuda_twin("fill_zero");
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::fill_zero(ctx, x);
+#else
+    no_cuda_twin("fill_zero");
+#endif
+  }
   std::memset(x.data, 0, x.bytes());
 }
 
 void scale_inplace(const Context& ctx, const Tensor& x, double factor) {
   expect_device(ctx, x, "scale_inplace", "x");
-  if (ctx.device == Device::cuda) no_cuda_twin("scale_inplace");
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::scale_inplace(ctx, x, factor);
+#else
+    no_cuda_twin("scale_inplace");
+#endif
+  }
   dispatch_cpu_float(x.dtype, "scale_inplace", [&](auto zero) {
     using T = decltype(zero);
     T* p = x.as<T>();
@@ -58,7 +85,13 @@ void scale_inplace(const Context& ctx, const Tensor& x, double factor) {
 
 double sum_squares(const Context& ctx, const Tensor& x) {
   expect_device(ctx, x, "sum_squares", "x");
-  if (ctx.device == Device::cuda) no_cuda_twin("sum_squares");
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::sum_squares(ctx, x);
+#else
+    no_cuda_twin("sum_squares");
+#endif
+  }
   double total = 0;
   dispatch_cpu_float(x.dtype, "sum_squares", [&](auto zero) {
     using T = decltype(zero);

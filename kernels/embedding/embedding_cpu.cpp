@@ -12,6 +12,9 @@
 
 #include "kernels/core/parallel.h"
 #include "kernels/embedding/embedding.h"
+#ifdef TFM_HAVE_CUDA
+#include "kernels/embedding/embedding_cuda.h"
+#endif
 
 namespace tfm {
 
@@ -98,7 +101,13 @@ void embedding_forward(const Context& ctx, const Tensor& tokens, const Tensor& t
   const char* op = "embedding_forward";
   EmbeddingDims d = check_embedding(ctx, tokens, table, out, op, "table", "out");
   TFM_CHECK(position_offset >= 0, op, ": position_offset ", position_offset, " is negative");
-  if (ctx.device == Device::cuda) no_cuda_twin(op);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::embedding_forward(ctx, tokens, table, scale, out, position_offset);
+#else
+    no_cuda_twin(op);
+#endif
+  }
   check_token_ids(tokens, d.vocab, op);
   dispatch_cpu_float(table.dtype, op, [&](auto zero) {
     using T = decltype(zero);
@@ -111,7 +120,13 @@ void embedding_backward(const Context& ctx, const Tensor& tokens, const Tensor& 
                         double scale, const Tensor& dtable) {
   const char* op = "embedding_backward";
   EmbeddingDims d = check_embedding(ctx, tokens, dtable, dout, op, "dtable", "dout");
-  if (ctx.device == Device::cuda) no_cuda_twin(op);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::embedding_backward(ctx, tokens, dout, scale, dtable);
+#else
+    no_cuda_twin(op);
+#endif
+  }
   check_token_ids(tokens, d.vocab, op);
   dispatch_cpu_float(dtable.dtype, op, [&](auto zero) {
     using T = decltype(zero);

@@ -1,6 +1,9 @@
 #include <cblas.h>
 
 #include "kernels/gemm/gemm.h"
+#ifdef TFM_HAVE_CUDA
+#include "kernels/gemm/gemm_cuda.h"
+#endif
 
 namespace tfm {
 
@@ -41,7 +44,13 @@ void gemm(const GemmShape& shape, double alpha, const double* a, const double* b
 
 void gemm(const Context& ctx, DType dtype, const GemmShape& s, double alpha, const void* a,
           const void* b, double beta, void* c) {
-  if (ctx.device == Device::cuda) no_cuda_twin("gemm");
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::gemm(ctx, dtype, s, alpha, a, b, beta, c);
+#else
+    no_cuda_twin("gemm");
+#endif
+  }
   dispatch_cpu_float(dtype, "gemm", [&](auto zero) {
     using T = decltype(zero);
     cpu::gemm(s, T(alpha), static_cast<const T*>(a), static_cast<const T*>(b), T(beta),

@@ -16,6 +16,9 @@
 
 #include "kernels/core/parallel.h"
 #include "kernels/layernorm/layernorm.h"
+#ifdef TFM_HAVE_CUDA
+#include "kernels/layernorm/layernorm_cuda.h"
+#endif
 
 namespace tfm {
 
@@ -145,7 +148,13 @@ void layer_norm_forward(const Context& ctx, const Tensor& x, const Tensor& gamma
   expect_shape(beta, {d.width}, op, "beta");
   expect_same_shape(ctx, x, y, op, "y");
   TFM_CHECK(eps >= 0, op, ": eps ", eps, " is negative");
-  if (ctx.device == Device::cuda) no_cuda_twin(op);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::layer_norm_forward(ctx, x, gamma, beta, eps, y, mean, rstd);
+#else
+    no_cuda_twin(op);
+#endif
+  }
   dispatch_cpu_float(x.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     using A = acc_t<T>;
@@ -167,7 +176,13 @@ void layer_norm_backward(const Context& ctx, const Tensor& dy, const Tensor& x,
     expect_same_dtype(x, *t, op, arg);
     expect_shape(*t, {d.width}, op, arg);
   }
-  if (ctx.device == Device::cuda) no_cuda_twin(op);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::layer_norm_backward(ctx, dy, x, gamma, mean, rstd, dx, dgamma, dbeta);
+#else
+    no_cuda_twin(op);
+#endif
+  }
   dispatch_cpu_float(x.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     using A = acc_t<T>;

@@ -14,6 +14,9 @@
 #include "kernels/core/parallel.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/linear/linear.h"
+#ifdef TFM_HAVE_CUDA
+#include "kernels/linear/linear_cuda.h"
+#endif
 
 namespace tfm {
 
@@ -134,7 +137,13 @@ void linear_forward(const Context& ctx, const Tensor& x, const Tensor& w, const 
   expect_device(ctx, y, op, "y");
   expect_same_dtype(x, y, op, "y");
   expect_rows_like(x, y, d.n, op, "y");
-  if (ctx.device == Device::cuda) no_cuda_twin(op);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::linear_forward(ctx, x, w, b, act, y);
+#else
+    no_cuda_twin(op);
+#endif
+  }
   dispatch_cpu_float(x.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     linear_forward_cpu<T>(d, x.as<T>(), w.as<T>(), b.defined() ? b.as<T>() : nullptr, act,
@@ -165,7 +174,13 @@ void linear_backward(const Context& ctx, const Tensor& x, const Tensor& w, const
   }
   expect_optional(ctx, dw, x, {d.n, d.k}, op, "dw");
   expect_optional(ctx, db, x, {d.n}, op, "db");
-  if (ctx.device == Device::cuda) no_cuda_twin(op);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::linear_backward(ctx, x, w, y, act, dy, dx, dw, db, accumulate_dx);
+#else
+    no_cuda_twin(op);
+#endif
+  }
   dispatch_cpu_float(x.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     auto ptr = [](const Tensor& t) { return t.defined() ? t.as<T>() : nullptr; };

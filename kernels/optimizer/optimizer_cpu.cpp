@@ -12,6 +12,7 @@
 #include "kernels/core/parallel.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/optimizer/optimizer.h"
+#include "kernels/optimizer/optimizer_cuda.h"
 
 namespace tfm {
 
@@ -65,7 +66,13 @@ void adam_step(const Context& ctx, const AdamHyper& h, const Tensor& params, con
   TFM_CHECK(h.eps >= 0.0 && h.weight_decay >= 0.0 && std::isfinite(h.lr), op,
             ": needs eps >= 0, weight_decay >= 0 and a finite lr; got eps ", h.eps,
             ", weight_decay ", h.weight_decay, ", lr ", h.lr);
-  if (ctx.device == Device::cuda) no_cuda_twin(op);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::adam_step(ctx, h, params, grads, m, v, working_copy);
+#else
+    no_cuda_twin(op);
+#endif
+  }
   TFM_CHECK(!working_copy.defined(), op,
             ": a bf16/fp16 working copy is a GPU matter; on CPU pass none (got ",
             dtype_name(working_copy.dtype), " ", working_copy.shape_str(), ")");

@@ -1,0 +1,178 @@
+// GPU tests of the cross-entropy CUDA twin against the CPU twin (in f64 on the logits rounded to
+// the GPU's dtype): loss, nll, lse and dlogits for f32, bf16 and f16, vocabularies that do and
+// do not fill 16-byte vectors, misaligned logits (element path), in-place backward (dlogits
+// aliasing logits), ignored rows, label smoothing on and off, and invalid target ids (NaN rows
+// and the device flag, no crash). Outputs are poisoned (NaN) first. Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/core/gpu_testing.h"
+#include "kernels/cross_entropy/cross_entropy.h"
+#include "tests/testing/testing.h"
+#ifdef TFM_HAVE_CUDA
+#include "kernels/cross_entropy/cross_entropy_cuda.h"
+#endif
+
+namespace tfm {
+namespace {
+
+namespace gt = gpu_testing;
+
+constexpr int32_t kIgnore = 1;  // a padding id inside [0, V), as in real vocabularies
+
+bool invalid_target_seen() {
+#ifdef TFM_HAVE_CUDA
+  return cuda::cross_entropy_invalid_target_seen(true);
+#else
+  return false;
+#endif
+}
+
+Buffer make_targets(int64_t N, int64_t V, uint32_t seed) {
+  Buffer t(DType::i32, {N});
+  std::mt19937 rng(seed);
+  for (int64_t n = 0; n < N; ++n)
+    t.as<int32_t>()[n] = (V > 1 && n % 5 == 3) ? kIgnore : int32_t(rng() % uint32_t(V));
+  return t;
+}
+
+// A device copy of host logits in dtype dt, placed one element past a 16-byte boundary when
+// `misaligned` (so the kernels must take their element-wise path). `storage` owns the memory.
+Tensor logits_on_device(const Tensor& host, DType dt, bool misaligned, Buffer& storage) {
+  const int64_t N = host.dim(0), V = host.dim(1);
+  storage = Buffer(dt, {N * V + 16}, Device::cuda);
+  Tensor t(static_cast<char*>(storage.tensor().data) + (misaligned ? dtype_size(dt) : 0), dt,
+           Device::cuda, {N, V});
+  Buffer staged = gt::convert(host, dt);
+  if (t.bytes()) copy_to_device(t.data, staged.tensor().data, t.bytes());
+  return t;
+}
+
+// max_i |a_i − e_i| / max(|e_i|, floor); NaN is an infinite error.
+double rel_error(const Tensor& a, const Tensor& e, double floor) {
+  double worst = 0;
+  for (int64_t i = 0; i < e.numel(); ++i) {
+    const double x = a.as<double>()[i], y = e.as<double>()[i];
+    const double err = std::abs(x - y) / std::max(std::abs(y), floor);
+    if (!(err <= worst)) worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : err;
+  }
+  return worst;
+}
+
+double max_abs(const Tensor& e) {
+  double m = 0;
+  for (int64_t i = 0; i < e.numel(); ++i) m = std::max(m, std::abs(e.as<double>()[i]));
+  return m;
+}
+
+void check_case(int64_t N, int64_t V, double eps, DType dt, bool misaligned, bool in_place,
+                uint64_t seed) {
+  SCOPED_TRACE(cat("N=", N, " V=", V, " eps=", eps, " dtype=", dtype_name(dt),
+                   misaligned ? " misaligned" : "", in_place ? " in-place" : ""));
+  gt::GpuEnv env;
+  Context cpu = testing::cpu_context();
+  Buffer host = testing::random_buffer<float>({N, V}, seed, -8.0, 8.0);
+  Buffer targets = make_targets(N, V, uint32_t(seed));
+  Buffer d_targets = gt::to_device(targets);
+  Buffer storage;
+  Tensor d_logits = logits_on_device(host, dt, misaligned, storage);
+  Buffer r_logits = gt::rounded(host, dt, DType::f64);
+
+  Buffer d_loss(DType::f32, {N}, Device::cuda), d_nll(DType::f32, {N}, Device::cuda);
+  Buffer d_lse(DType::f32, {N}, Device::cuda);
+  for (const Buffer* b : {&d_loss, &d_nll, &d_lse}) gt::poison_device(*b);
+  cross_entropy_forward(env.ctx, d_logits, d_targets, kIgnore, eps, d_loss, d_nll, d_lse);
+  Buffer w_loss(DType::f64, {N}), w_nll(DType::f64, {N}), w_lse(DType::f64, {N});
+  cross_entropy_forward(cpu, r_logits, targets, kIgnore, eps, w_loss, w_nll, w_lse);
+  // The GPU sees exactly the rounded logits; only fp32 sums differ. Relative above 1, absolute
+  // below (values cross zero).
+  EXPECT_LE(rel_error(gt::to_host(d_loss, DType::f64), w_loss, 1.0), 1e-5) << "loss";
+  EXPECT_LE(rel_error(gt::to_host(d_nll, DType::f64), w_nll, 1.0), 1e-5) << "nll";
+  EXPECT_LE(rel_error(gt::to_host(d_lse, DType::f64), w_lse, 1.0), 1e-5) << "lse";
+
+  const double grad_scale = 0.37;
+  Buffer d_out_storage;
+  Tensor d_dlogits = d_logits;  // in place: dlogits aliases logits
+  if (!in_place) {
+    d_out_storage = Buffer(dt, {N, V}, Device::cuda);
+    d_dlogits = d_out_storage;
+    gt::poison_device(d_dlogits);
+  }
+  cross_entropy_backward(env.ctx, d_logits, d_targets, d_lse, kIgnore, eps, grad_scale,
+                         d_dlogits);
+  Buffer w_grad(DType::f64, {N, V});
+  cross_entropy_backward(cpu, r_logits, targets, w_lse, kIgnore, eps, grad_scale, w_grad);
+  Buffer got = gt::to_host(d_dlogits, DType::f64);
+  // Relative per element, with a floor of 1% of the largest gradient: softmax spans many orders
+  // of magnitude and the 16-bit dtypes round each element.
+  EXPECT_LE(rel_error(got, w_grad, 1e-2 * std::max(max_abs(w_grad), 1e-6)), gt::tolerance(dt))
+      << "dlogits";
+  for (int64_t n = 0; n < N; ++n) {
+    if (targets.as<int32_t>()[n] != kIgnore) continue;
+    for (int64_t v = 0; v < V; ++v)
+      ASSERT_EQ(got.as<double>()[n * V + v], 0.0) << "ignored row " << n << " is not zero";
+  }
+}
+
+TEST(CrossEntropyGpu, MatchesCpuTwin) {
+  TFM_SKIP_WITHOUT_GPU();
+  invalid_target_seen();  // start clean
+  uint64_t seed = 1;
+  for (DType dt : {DType::f32, DType::bf16, DType::f16})
+    for (int64_t N : {1, 7, 64})
+      for (int64_t V : {1, 5, 8, 33, 1000, 4096})
+        for (double eps : {0.0, 0.1}) {
+          const bool misaligned = seed % 3 == 0, in_place = seed % 2 == 0;
+          check_case(N, V, eps, dt, misaligned, in_place, seed++);
+        }
+  EXPECT_FALSE(invalid_target_seen()) << "valid targets raised the invalid-target flag";
+}
+
+TEST(CrossEntropyGpu, LargeVocabularies) {
+  TFM_SKIP_WITHOUT_GPU();
+  uint64_t seed = 100;
+  for (DType dt : {DType::f32, DType::bf16, DType::f16})
+    for (int64_t V : {32000, 37003}) check_case(16, V, 0.1, dt, false, seed % 2 == 0, seed++);
+  check_case(16, 32000, 0.1, DType::bf16, true, false, seed++);
+}
+
+TEST(CrossEntropyGpu, InvalidTargetsGiveNanRowsAndRaiseTheFlag) {
+  TFM_SKIP_WITHOUT_GPU();
+  invalid_target_seen();
+  const int64_t N = 4, V = 16;
+  gt::GpuEnv env;
+  Buffer host = testing::random_buffer<float>({N, V}, 9, -3.0, 3.0);
+  Buffer targets(DType::i32, {N});
+  const int32_t ids[] = {3, int32_t(V) + 2, kIgnore, -5};
+  std::copy(ids, ids + N, targets.as<int32_t>());
+  Buffer d_logits = gt::to_device(host, DType::bf16), d_targets = gt::to_device(targets);
+  Buffer d_loss(DType::f32, {N}, Device::cuda), d_nll(DType::f32, {N}, Device::cuda);
+  Buffer d_lse(DType::f32, {N}, Device::cuda);
+  cross_entropy_forward(env.ctx, d_logits, d_targets, kIgnore, 0.1, d_loss, d_nll, d_lse);
+  EXPECT_TRUE(invalid_target_seen());
+  EXPECT_FALSE(invalid_target_seen()) << "the flag was not cleared";
+  Buffer loss = gt::to_host(d_loss), nll = gt::to_host(d_nll);
+  EXPECT_TRUE(std::isfinite(loss.as<float>()[0]) && loss.as<float>()[0] > 0.f);
+  EXPECT_TRUE(std::isnan(loss.as<float>()[1]) && std::isnan(nll.as<float>()[1]));
+  EXPECT_EQ(loss.as<float>()[2], 0.f);
+  EXPECT_TRUE(std::isnan(loss.as<float>()[3]) && std::isnan(nll.as<float>()[3]));
+
+  Buffer d_grad(DType::bf16, {N, V}, Device::cuda);
+  cross_entropy_backward(env.ctx, d_logits, d_targets, d_lse, kIgnore, 0.1, 1.0, d_grad);
+  EXPECT_TRUE(invalid_target_seen());
+  Buffer grad = gt::to_host(d_grad);
+  for (int64_t v = 0; v < V; ++v) {
+    EXPECT_TRUE(std::isfinite(grad.as<float>()[0 * V + v]));
+    EXPECT_TRUE(std::isnan(grad.as<float>()[1 * V + v]));
+    EXPECT_EQ(grad.as<float>()[2 * V + v], 0.f);
+    EXPECT_TRUE(std::isnan(grad.as<float>()[3 * V + v]));
+  }
+}
+
+}  // namespace
+}  // namespace tfm

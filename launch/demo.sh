@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The main job on its embedded default: installs what is missing, builds, generates and prepares
+# the bundled demo corpus (English number phrases → German number words), trains the tiny model
+# on it (CPU when there is no GPU) with checkpoints, evaluates BLEU on the test split, and
+# translates a few test sentences.
+#   bash launch/demo.sh [extra tfm train options, e.g. --steps 200]
+# Re-running continues the same run from its latest checkpoint (RUN defaults to runs/demo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash launch/setup.sh
+bash launch/build.sh tfm
+data=runs/demo-data
+run=${RUN:-runs/demo}
+if [[ ! -f $data/manifest.json ]]; then
+  ./build/tfm prepare --demo --out "$data"
+fi
+./build/tfm train --data "$data" --out "$run" --preset tiny --steps 600 --batch-tokens 4096 \
+  --warmup 200 --lr 0.5 --save-every 200 --log-every 20 --eval-every 200 --eval-batches 8 "$@"
+echo
+echo "== BLEU on the test split (beam 4, alpha 0.6)"
+./build/tfm eval --checkpoint "$run" --data "$data" --split test --max-sentences 300
+echo
+echo "== a few translations"
+head -n 5 "$data/raw/test.en" > "$run/sample.en"
+./build/tfm translate --checkpoint "$run" --input "$run/sample.en" --output "$run/sample.de"
+paste -d '\n' "$run/sample.en" "$run/sample.de" | sed 'N;s/\n/  →  /'
+echo
+echo "run directory: $run (metrics.jsonl; tensorboard --logdir $run)"

@@ -14,8 +14,8 @@ run=${RUN:-runs/demo}
 if [[ ! -f $data/manifest.json ]]; then
   ./build/tfm prepare --demo --out "$data"
 fi
-./build/tfm train --data "$data" --out "$run" --preset tiny --steps 600 --batch-tokens 4096 \
-  --warmup 200 --lr 0.5 --save-every 200 --log-every 20 --eval-every 200 --eval-batches 8 "$@"
+# Defaults in launch/demo.cfg; options given to this script override them.
+./build/tfm train --config launch/demo.cfg --data "$data" --out "$run" "$@"
 echo
 echo "== BLEU on the test split (beam 4, alpha 0.6)"
 ./build/tfm eval --checkpoint "$run" --data "$data" --split test --max-sentences 300

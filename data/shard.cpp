@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "data/files.h"
+#include "data/hdf5_errors.h"
 #include "kernels/core/check.h"
 
 namespace tfm {
@@ -17,38 +18,6 @@ constexpr hsize_t kTokenChunk = 1 << 16;   // elements: 128 KiB of uint16 per ch
 constexpr hsize_t kOffsetChunk = 1 << 13;  // elements: 64 KiB of int64 per chunk
 constexpr size_t kFlushTokens = 1 << 20;   // writer buffers this many ids per side before a write
 constexpr size_t kFlushOffsets = 1 << 15;
-
-// HDF5 prints its error stack to stderr by default; inside the data layer errors become
-// tfm::Error instead, so printing is switched off for the calling thread while a guard lives
-// (the error stack and its printer are per thread in the thread-safe build).
-class QuietHdf5 {
- public:
-  QuietHdf5() {
-    H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  }
-  ~QuietHdf5() { H5Eset_auto2(H5E_DEFAULT, func_, data_); }
-
- private:
-  H5E_auto2_t func_ = nullptr;
-  void* data_ = nullptr;
-};
-
-// The innermost message on the HDF5 error stack, e.g. "truncated file: eof = 1024, ...".
-std::string hdf5_reason() {
-  std::string reason;
-  H5Ewalk2(
-      H5E_DEFAULT, H5E_WALK_DOWNWARD,
-      [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
-        if (e->desc && *e->desc) *static_cast<std::string*>(out) = e->desc;
-        return 0;
-      },
-      &reason);
-  H5Eclear2(H5E_DEFAULT);
-  return reason.empty() ? "HDF5 error" : reason;
-}
-
-[[noreturn]] void h5fail(const std::string& what) { fail(cat(what, " (", hdf5_reason(), ")")); }
 
 // Owns one HDF5 identifier and closes it with the matching H5?close.
 class Handle {

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "data/files.h"
+#include "data/hdf5_errors.h"
 #include "data/json.h"
 #include "data/sha256.h"
 #include "kernels/core/check.h"
@@ -36,35 +37,6 @@ constexpr const char* kStateFile = "state.json";
 constexpr const char* kConfigFile = "config";
 
 // ---- HDF5 plumbing: errors become tfm::Error naming the file, identifiers close themselves.
-
-// HDF5 prints its error stack to stderr by default; here failures become tfm::Error instead.
-class QuietHdf5 {
- public:
-  QuietHdf5() {
-    H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  }
-  ~QuietHdf5() { H5Eset_auto2(H5E_DEFAULT, func_, data_); }
-
- private:
-  H5E_auto2_t func_ = nullptr;
-  void* data_ = nullptr;
-};
-
-std::string hdf5_reason() {
-  std::string reason;
-  H5Ewalk2(
-      H5E_DEFAULT, H5E_WALK_DOWNWARD,
-      [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
-        if (e->desc && *e->desc) *static_cast<std::string*>(out) = e->desc;
-        return 0;
-      },
-      &reason);
-  H5Eclear2(H5E_DEFAULT);
-  return reason.empty() ? "HDF5 error" : reason;
-}
-
-[[noreturn]] void h5fail(const std::string& what) { fail(cat(what, " (", hdf5_reason(), ")")); }
 
 class H5 {
  public:

@@ -164,6 +164,8 @@ DecoderState Transformer::start_decoding(const Context& ctx, Arena& arena, const
                                          int64_t capacity) {
   TFM_CHECK(store_.allocated(), "start_decoding: parameters not allocated");
   TFM_CHECK(ctx.device == Device::cpu, "start_decoding: the CUDA path is not built yet");
+  TFM_CHECK(!tp_.active(), "start_decoding: decoding runs on a whole model (TP = 1), not on a "
+            "tensor-parallel shard; load the checkpoint, which holds the full tensors");
   TFM_CHECK(src.rank == 2 && src_lengths.rank == 1 && src_lengths.dim(0) == src.dim(0),
             "start_decoding: src must be [B, Ts] and src_lengths [B], got ", src.shape_str(),
             " and ", src_lengths.shape_str());

@@ -14,6 +14,7 @@
 #include "kernels/core/context.h"
 #include "model/config.h"
 #include "model/parameters.h"
+#include "model/tensor_parallel.h"
 
 namespace tfm {
 
@@ -39,29 +40,35 @@ struct SiteCounter {
   uint64_t take() { return next++; }
 };
 
-// y = x·Wᵀ + b with W [out, in]: the indices of its two parameters.
+// y = x·Wᵀ + b with W [out, in]: the indices of its two parameters. Column-parallel (Split::rows)
+// splits the outputs, weight and bias alike; row-parallel (Split::cols) splits the inputs and
+// keeps the bias whole (added once, by TP rank 0, before the partial sums are all-reduced).
 struct LinearParams {
   int weight = -1, bias = -1;
 };
-LinearParams add_linear(ParameterStore& store, const std::string& name, int64_t in, int64_t out);
+LinearParams add_linear(ParameterStore& store, const std::string& name, int64_t in, int64_t out,
+                        Split split = Split::replicated);
 
 // Multi-head attention (§3.2.2): Q, K, V projections, scaled dot-product attention per head,
 // output projection. Self-attention projects one input through a fused [3·D, D] matrix;
 // cross-attention projects the decoder state to Q and the encoder output to K, V ([2·D, D]).
+// Under tensor parallelism each rank runs its H/tp heads (model/tensor_parallel.h).
 class MultiHeadAttention {
  public:
   MultiHeadAttention(ParameterStore& store, const std::string& name, const ModelConfig& cfg,
-                     bool self_attention, SiteCounter& sites);
+                     const TensorParallel& tp, bool self_attention, SiteCounter& sites);
   // x [B, Tq, D]; memory [B, Tk, D] for cross-attention (ignored for self-attention);
   // key_lengths [B] i32 masks padded keys; causal masks future positions (self-attention only).
   Tensor forward(Step& s, const Tensor& x, const Tensor& memory, const Tensor& key_lengths,
                  bool causal);
-  // Returns dx; for cross-attention also adds the memory's gradient into dmemory.
+  // Returns dx; for cross-attention also adds the memory's gradient into dmemory (under TP this
+  // rank's partial sum: the model all-reduces d(memory) once, after the whole decoder).
   Tensor backward(Step& s, const Tensor& dy, const Tensor& dmemory);
 
  private:
   const ParameterStore& store_;
   const ModelConfig& cfg_;
+  const TensorParallel& tp_;
   bool self_;
   uint64_t site_;
   int q_weight_ = -1, q_bias_ = -1, out_weight_ = -1, out_bias_ = -1;
@@ -70,19 +77,22 @@ class MultiHeadAttention {
   AttentionArgs args_;
 };
 
-// Position-wise feed-forward network (§3.3): FFN(x) = max(0, x·W1 + b1)·W2 + b2.
+// Position-wise feed-forward network (§3.3): FFN(x) = max(0, x·W1 + b1)·W2 + b2. Under tensor
+// parallelism each rank holds d_ff/tp of the hidden units (fc1 column-, fc2 row-parallel).
 class FeedForward {
  public:
   FeedForward(ParameterStore& store, const std::string& name, const ModelConfig& cfg,
-              SiteCounter& sites);
+              const TensorParallel& tp, SiteCounter& sites);
   Tensor forward(Step& s, const Tensor& x);
   Tensor backward(Step& s, const Tensor& dy);
 
  private:
   const ParameterStore& store_;
   const ModelConfig& cfg_;
+  const TensorParallel& tp_;
   uint64_t site_;
   LinearParams fc1_, fc2_;
+  DropoutSpec hidden_dropout(const Step& s) const;
   Tensor x_, hidden_;  // hidden_: after ReLU (and dropout, when relu_dropout > 0)
 };
 

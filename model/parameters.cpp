@@ -33,22 +33,43 @@ uint64_t fnv1a(const std::string& s) {
 
 }  // namespace
 
-int ParameterStore::add(const std::string& name, std::vector<int64_t> shape, Init init) {
+ParameterStore::ParameterStore(int tp_rank, int tp_size) : tp_rank_(tp_rank), tp_size_(tp_size) {
+  TFM_CHECK(tp_size >= 1 && tp_rank >= 0 && tp_rank < tp_size, "parameters: tensor-parallel rank ",
+            tp_rank, " of ", tp_size);
+}
+
+int ParameterStore::add(const std::string& name, std::vector<int64_t> shape, Init init, Split split) {
   TFM_CHECK(!allocated(), "parameter ", name, " registered after allocation");
   TFM_CHECK(!by_name_.count(name), "parameter ", name, " registered twice");
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  params_.push_back(ParamInfo{name, std::move(shape), total_, n, init});
+  ParamInfo p;
+  p.name = name;
+  p.shape = shape;
+  p.local_shape = shape;
+  p.split = tp_size_ == 1 ? Split::replicated : split;
+  p.init = init;
+  if (p.sharded()) {
+    const size_t dim = p.split == Split::rows ? 0 : 1;
+    TFM_CHECK(dim < shape.size() && shape[dim] % tp_size_ == 0, "parameter ", name, ": dimension ",
+              dim, " cannot be split over ", tp_size_, " tensor-parallel ranks");
+    p.local_shape[dim] = shape[dim] / tp_size_;
+    p.split_first = int64_t(tp_rank_) * p.local_shape[dim];
+  }
+  p.numel = 1;
+  for (int64_t d : p.local_shape) p.numel *= d;
+  p.offset = total_;
+  total_ += p.numel;
+  params_.push_back(std::move(p));
   by_name_[name] = int(params_.size() - 1);
-  total_ += n;
   return int(params_.size() - 1);
 }
 
-void ParameterStore::allocate(DType dtype, Device device) {
+void ParameterStore::allocate(DType dtype, Device device, int64_t pad_multiple) {
   TFM_CHECK(dtype == DType::f32 || dtype == DType::f64,
             "parameters: master weights are f32 (or f64 in tests), got ", dtype_name(dtype));
-  values_ = Buffer(dtype, {total_}, device);
-  grads_ = Buffer(dtype, {total_}, device);
+  TFM_CHECK(pad_multiple >= 1, "parameters: pad_multiple must be positive, got ", pad_multiple);
+  const int64_t n = (total_ + pad_multiple - 1) / pad_multiple * pad_multiple;
+  values_ = Buffer(dtype, {n}, device);
+  grads_ = Buffer(dtype, {n}, device);
 }
 
 int ParameterStore::index(const std::string& name) const {
@@ -61,8 +82,8 @@ Tensor ParameterStore::view(const Buffer& flat, int i) const {
   const ParamInfo& p = info(i);
   Tensor t = flat.tensor();
   t.data = static_cast<char*>(t.data) + p.offset * int64_t(dtype_size(t.dtype));
-  t.rank = int(p.shape.size());
-  for (int d = 0; d < t.rank; ++d) t.shape[size_t(d)] = p.shape[size_t(d)];
+  t.rank = int(p.local_shape.size());
+  for (int d = 0; d < t.rank; ++d) t.shape[size_t(d)] = p.local_shape[size_t(d)];
   return t;
 }
 
@@ -70,7 +91,7 @@ Tensor ParameterStore::fused(const Buffer& flat, int first, int count) const {
   const ParamInfo& head = info(first);
   for (int j = 1; j < count; ++j) {
     const ParamInfo& p = info(first + j);
-    TFM_CHECK(p.shape == head.shape && p.offset == head.offset + j * head.numel,
+    TFM_CHECK(p.local_shape == head.local_shape && p.offset == head.offset + j * head.numel,
               "parameters ", head.name, " and ", p.name, " are not adjacent with equal shapes");
   }
   Tensor t = view(flat, first);
@@ -97,13 +118,24 @@ void ParameterStore::initialize(uint64_t seed) {
       }
       return 0.0;
     };
+    // Draw the logical tensor in row-major order and keep this rank's part of it (a vector is
+    // one column).
+    TFM_CHECK(p.shape.size() <= 2, "parameter ", p.name, ": only vectors and matrices are initialised");
+    const int64_t rows = p.shape.size() > 0 ? p.shape[0] : 1;
+    const int64_t cols = p.shape.size() > 1 ? p.shape[1] : 1;
+    const int64_t local_rows = p.local_shape.size() > 0 ? p.local_shape[0] : 1;
+    const int64_t local_cols = p.local_shape.size() > 1 ? p.local_shape[1] : 1;
+    const int64_t row0 = p.split == Split::rows ? p.split_first : 0;
+    const int64_t col0 = p.split == Split::cols ? p.split_first : 0;
     char* base = static_cast<char*>(values_.tensor().data);
-    if (dtype() == DType::f32) {
-      float* w = reinterpret_cast<float*>(base) + p.offset;
-      for (int64_t i = 0; i < p.numel; ++i) w[i] = float(value());
-    } else {
-      double* w = reinterpret_cast<double*>(base) + p.offset;
-      for (int64_t i = 0; i < p.numel; ++i) w[i] = value();
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const double x = value();  // drawn for every logical element, kept or not
+        if (r < row0 || r >= row0 + local_rows || c < col0 || c >= col0 + local_cols) continue;
+        const int64_t i = p.offset + (r - row0) * local_cols + (c - col0);
+        if (dtype() == DType::f32) reinterpret_cast<float*>(base)[i] = float(x);
+        else reinterpret_cast<double*>(base)[i] = x;
+      }
     }
   }
 }

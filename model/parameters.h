@@ -15,33 +15,57 @@ namespace tfm {
 
 enum class Init { zeros, ones, xavier_uniform, normal_scaled };  // normal_scaled: N(0, d^-1/2)
 
+// How a parameter is laid out over the tensor-parallel group (model/tensor_parallel.h):
+//   replicated  every rank holds all of it (layer norms, biases of row-parallel layers)
+//   rows        dim 0 split: rank r holds rows [r·n/tp, (r+1)·n/tp) (column-parallel weights and
+//               their biases, the vocabulary of an embedding)
+//   cols        dim 1 split: rank r holds columns [r·n/tp, …) (row-parallel weights)
+enum class Split { replicated, rows, cols };
+
 struct ParamInfo {
   std::string name;
-  std::vector<int64_t> shape;  // logical (unsharded) shape
-  int64_t offset = 0;          // elements into the flat buffer
-  int64_t numel = 0;
+  std::vector<int64_t> shape;        // logical (unsharded) shape: what checkpoints hold
+  std::vector<int64_t> local_shape;  // this rank's part of it: what the buffers hold
+  Split split = Split::replicated;
+  int64_t split_first = 0;           // first row (rows) or column (cols) of this rank's part
+  int64_t offset = 0;                // elements into the flat buffer
+  int64_t numel = 0;                 // local elements
   Init init = Init::zeros;
+  bool sharded() const { return split != Split::replicated; }
 };
 
 class ParameterStore {
  public:
-  // Registers a parameter; returns its index. Only before allocate().
-  int add(const std::string& name, std::vector<int64_t> shape, Init init);
+  // tp_rank of tp_size: which part of every split parameter this store holds.
+  explicit ParameterStore(int tp_rank = 0, int tp_size = 1);
+
+  // Registers a parameter with its logical shape; returns its index. Only before allocate().
+  // A split dimension must divide by the TP size (the model checks its options first, so this
+  // is an internal error naming the parameter).
+  int add(const std::string& name, std::vector<int64_t> shape, Init init,
+          Split split = Split::replicated);
   // Allocates the flat value and gradient buffers (zeroed) in `dtype` (f32 master weights; f64
-  // for gradient checks).
-  void allocate(DType dtype, Device device = Device::cpu);
+  // for gradient checks). pad_multiple rounds the buffers' length up to a multiple of it (the
+  // data-parallel reducer splits them evenly over the DP ranks); the padding is never a
+  // parameter and stays zero.
+  void allocate(DType dtype, Device device = Device::cpu, int64_t pad_multiple = 1);
   // Fills every parameter from its Init rule, deterministically from (seed, name): the values do
-  // not depend on registration order or on how many parameters exist.
+  // not depend on registration order, on how many parameters exist, nor on the TP layout (each
+  // rank draws the logical tensor and keeps its part).
   void initialize(uint64_t seed);
 
   bool allocated() const { return values_.tensor().defined(); }
   size_t size() const { return params_.size(); }
-  int64_t total_numel() const { return total_; }
+  int tp_rank() const { return tp_rank_; }
+  int tp_size() const { return tp_size_; }
+  int64_t total_numel() const { return total_; }  // local elements of all parameters (no padding)
+  int64_t flat_numel() const { return values_.tensor().numel(); }  // the buffers' length
   const std::vector<ParamInfo>& params() const { return params_; }
   const ParamInfo& info(int i) const { return params_.at(size_t(i)); }
   int index(const std::string& name) const;  // throws naming the parameter if unknown
   bool contains(const std::string& name) const { return by_name_.count(name) != 0; }
 
+  // Parameter i's local part, shaped local_shape.
   Tensor value(int i) const { return view(values_, i); }
   Tensor grad(int i) const { return view(grads_, i); }
   // `count` consecutive parameters of equal shape [r, c] as one [count·r, c] tensor (fused
@@ -57,6 +81,7 @@ class ParameterStore {
   Tensor view(const Buffer& flat, int i) const;
   Tensor fused(const Buffer& flat, int first, int count) const;
 
+  int tp_rank_ = 0, tp_size_ = 1;
   std::vector<ParamInfo> params_;
   std::unordered_map<std::string, int> by_name_;
   int64_t total_ = 0;

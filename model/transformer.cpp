@@ -36,10 +36,10 @@ double host_sum(const Tensor& t) {
 // Encoder and decoder layers
 
 EncoderLayer::EncoderLayer(ParameterStore& store, const std::string& name, const ModelConfig& cfg,
-                           SiteCounter& sites)
-    : self_attn_(store, name + ".self_attn", cfg, /*self_attention=*/true, sites),
+                           const TensorParallel& tp, SiteCounter& sites)
+    : self_attn_(store, name + ".self_attn", cfg, tp, /*self_attention=*/true, sites),
       residual1_(store, name + ".norm1", cfg, sites),
-      ffn_(store, name + ".ffn", cfg, sites),
+      ffn_(store, name + ".ffn", cfg, tp, sites),
       residual2_(store, name + ".norm2", cfg, sites) {}
 
 Tensor EncoderLayer::forward(Step& s, const Tensor& x, const Tensor& src_lengths) {
@@ -58,12 +58,12 @@ Tensor EncoderLayer::backward(Step& s, const Tensor& dy) {
 }
 
 DecoderLayer::DecoderLayer(ParameterStore& store, const std::string& name, const ModelConfig& cfg,
-                           SiteCounter& sites)
-    : self_attn_(store, name + ".self_attn", cfg, /*self_attention=*/true, sites),
+                           const TensorParallel& tp, SiteCounter& sites)
+    : self_attn_(store, name + ".self_attn", cfg, tp, /*self_attention=*/true, sites),
       residual1_(store, name + ".norm1", cfg, sites),
-      cross_attn_(store, name + ".cross_attn", cfg, /*self_attention=*/false, sites),
+      cross_attn_(store, name + ".cross_attn", cfg, tp, /*self_attention=*/false, sites),
       residual2_(store, name + ".norm2", cfg, sites),
-      ffn_(store, name + ".ffn", cfg, sites),
+      ffn_(store, name + ".ffn", cfg, tp, sites),
       residual3_(store, name + ".norm3", cfg, sites) {}
 
 Tensor DecoderLayer::forward(Step& s, const Tensor& y, const Tensor& tgt_lengths,
@@ -91,56 +91,83 @@ Tensor DecoderLayer::backward(Step& s, const Tensor& dy, const Tensor& dmemory) 
 // Embeddings
 
 Embeddings::Embeddings(const ParameterStore& store, int table, const ModelConfig& cfg,
-                       SiteCounter& sites)
-    : store_(store), table_(table), cfg_(cfg), site_(sites.take()) {}
+                       const TensorParallel& tp, SiteCounter& sites)
+    : store_(store), table_(table), cfg_(cfg), tp_(tp), site_(sites.take()) {}
+
+namespace {
+// This rank's rows of the vocabulary; rank 0 alone adds the positions, so the all-reduced sum
+// is exactly the unsharded embedding.
+EmbeddingShard vocabulary_shard(const TensorParallel& tp, int64_t vocab) {
+  EmbeddingShard shard;
+  shard.vocab_offset = tp.first(vocab);
+  shard.vocab_total = vocab;
+  shard.add_positions = tp.rank == 0;
+  return shard;
+}
+}  // namespace
 
 Tensor Embeddings::forward(Step& s, const Tensor& tokens) {
   tokens_ = tokens;
   Tensor out = s.alloc(store_.dtype(), {tokens.dim(0), tokens.dim(1), cfg_.d_model});
-  embedding_forward(s.ctx, tokens, store_.value(table_), std::sqrt(double(cfg_.d_model)), out);
+  embedding_forward(s.ctx, tokens, store_.value(table_), std::sqrt(double(cfg_.d_model)), out,
+                    /*position_offset=*/0, vocabulary_shard(tp_, cfg_.vocab_size));
+  reduce_from_tp_region_forward(tp_, out);
   dropout_forward(s.ctx, out, out, s.dropout(cfg_.dropout, site_));
   return out;
 }
 
-void Embeddings::backward(Step& s, const Tensor& dout) {
+void Embeddings::backward(Step& s, const Tensor& dout_in) {
+  const Tensor dout = reduce_from_tp_region_backward(tp_, dout_in);
   dropout_backward(s.ctx, dout, dout, s.dropout(cfg_.dropout, site_));
-  embedding_backward(s.ctx, tokens_, dout, std::sqrt(double(cfg_.d_model)), store_.grad(table_));
+  embedding_backward(s.ctx, tokens_, dout, std::sqrt(double(cfg_.d_model)), store_.grad(table_),
+                     vocabulary_shard(tp_, cfg_.vocab_size));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Transformer
 
-Transformer::Transformer(const ModelConfig& cfg) : cfg_(cfg) {
+Transformer::Transformer(const ModelConfig& cfg, const TensorParallel& tp)
+    : cfg_(cfg), tp_(tp), store_(tp.rank, tp.size) {
   cfg_.validate();
+  check_tensor_parallel(cfg_, tp_.size);
   const int64_t v = cfg_.vocab_size, d = cfg_.d_model;
+  // Embedding tables are split by vocabulary under TP (Split::rows of [V, D]).
+  auto table = [&](const std::string& name) {
+    return store_.add(name, {v, d}, Init::normal_scaled, Split::rows);
+  };
   switch (cfg_.sharing) {
     case EmbeddingSharing::all:  // one matrix: source, target and pre-softmax (§3.4)
-      src_table_ = tgt_table_ = out_proj_ = store_.add("embed.weight", {v, d}, Init::normal_scaled);
+      src_table_ = tgt_table_ = out_proj_ = table("embed.weight");
       break;
     case EmbeddingSharing::tgt:
-      src_table_ = store_.add("encoder.embed.weight", {v, d}, Init::normal_scaled);
-      tgt_table_ = out_proj_ = store_.add("decoder.embed.weight", {v, d}, Init::normal_scaled);
+      src_table_ = table("encoder.embed.weight");
+      tgt_table_ = out_proj_ = table("decoder.embed.weight");
       break;
     case EmbeddingSharing::none:
-      src_table_ = store_.add("encoder.embed.weight", {v, d}, Init::normal_scaled);
-      tgt_table_ = store_.add("decoder.embed.weight", {v, d}, Init::normal_scaled);
+      src_table_ = table("encoder.embed.weight");
+      tgt_table_ = table("decoder.embed.weight");
       break;
   }
-  src_embed_ = std::make_unique<Embeddings>(store_, src_table_, cfg_, sites_);
-  tgt_embed_ = std::make_unique<Embeddings>(store_, tgt_table_, cfg_, sites_);
-  for (int64_t i = 0; i < cfg_.encoder_layers; ++i)
+  src_embed_ = std::make_unique<Embeddings>(store_, src_table_, cfg_, tp_, sites_);
+  tgt_embed_ = std::make_unique<Embeddings>(store_, tgt_table_, cfg_, tp_, sites_);
+  for (int64_t i = 0; i < cfg_.encoder_layers; ++i) {
+    const int first = int(store_.size());
     encoder_.push_back(std::make_unique<EncoderLayer>(
-        store_, "encoder.layers." + std::to_string(i), cfg_, sites_));
-  for (int64_t i = 0; i < cfg_.decoder_layers; ++i)
+        store_, "encoder.layers." + std::to_string(i), cfg_, tp_, sites_));
+    encoder_params_.emplace_back(first, int(store_.size()));
+  }
+  for (int64_t i = 0; i < cfg_.decoder_layers; ++i) {
+    const int first = int(store_.size());
     decoder_.push_back(std::make_unique<DecoderLayer>(
-        store_, "decoder.layers." + std::to_string(i), cfg_, sites_));
+        store_, "decoder.layers." + std::to_string(i), cfg_, tp_, sites_));
+    decoder_params_.emplace_back(first, int(store_.size()));
+  }
   if (cfg_.norm == NormPlacement::pre) {
     encoder_norm_ = std::make_unique<LayerNorm>(store_, "encoder.norm", cfg_);
     decoder_norm_ = std::make_unique<LayerNorm>(store_, "decoder.norm", cfg_);
   }
   // Registered last: its gradient is complete first in backward.
-  if (cfg_.sharing == EmbeddingSharing::none)
-    out_proj_ = store_.add("output_proj.weight", {v, d}, Init::normal_scaled);
+  if (cfg_.sharing == EmbeddingSharing::none) out_proj_ = table("output_proj.weight");
 }
 
 Tensor Transformer::encode(Step& s, const Tensor& src, const Tensor& src_lengths) {
@@ -156,11 +183,70 @@ Tensor Transformer::decode_logits(Step& s, const Tensor& tgt_in, const Tensor& t
   for (auto& layer : decoder_) y = layer->forward(s, y, tgt_lengths, memory, src_lengths);
   if (decoder_norm_) y = decoder_norm_->forward(s, y);
   decoder_out_ = y;
-  // Pre-softmax projection with the (shared) embedding matrix, no bias: logits = y·Eᵀ.
-  Tensor logits = s.alloc(y.dtype, {y.dim(0), y.dim(1), cfg_.vocab_size});
+  // Pre-softmax projection with the (shared) embedding matrix, no bias: logits = y·Eᵀ. Under
+  // TP each rank computes the logits of its vocabulary slice, [B, T, V/tp].
+  y = copy_to_tp_region_forward(tp_, y);
+  Tensor logits = s.alloc(y.dtype, {y.dim(0), y.dim(1), tp_.local(cfg_.vocab_size)});
   linear_forward(s.ctx, rows_of(y), store_.value(out_proj_), Tensor(), Activation::none,
                  rows_of(logits));
   return logits;
+}
+
+void Transformer::loss_forward(Step& s, const Tensor& logits, const Tensor& loss, const Tensor& nll) {
+  if (!tp_.active()) {
+    cross_entropy_forward(s.ctx, logits, targets_, kPadId, cfg_.label_smoothing, loss, nll, lse_);
+    return;
+  }
+  // Vocabulary-parallel: each rank's softmax statistics of its slice, gathered (3 numbers per
+  // position and rank) and combined — the logits themselves never leave the rank.
+  const int64_t n = logits.dim(0);
+  Tensor stats = s.alloc(lse_.dtype, {n, 3});
+  cross_entropy_partial_stats(s.ctx, logits, targets_, kPadId, tp_.first(cfg_.vocab_size), stats);
+  Tensor all = s.alloc(lse_.dtype, {int64_t(tp_.size), n, 3});
+  all_gather_tp(tp_, stats, all);
+  cross_entropy_combine_stats(s.ctx, all, targets_, kPadId, cfg_.vocab_size, cfg_.label_smoothing,
+                              loss, nll, lse_);
+}
+
+int64_t Transformer::count_correct(Step& s, const Tensor& logits, const std::vector<int32_t>& gold) {
+  TFM_CHECK(logits.device == Device::cpu, "model: accuracy is counted on the host");
+  const int64_t n = logits.dim(0), v = logits.dim(1), first = tp_.first(cfg_.vocab_size);
+  // Per position: the best logit of this rank's slice and its global id (ties: the lowest id,
+  // as one argmax over the whole row gives).
+  Tensor best = s.alloc(DType::f64, {n, 2});
+  double* b = best.as<double>();
+  for (int64_t r = 0; r < n; ++r) {
+    int64_t arg = 0;
+    double max = 0;
+    for (int64_t j = 0; j < v; ++j) {
+      const double x = logits.dtype == DType::f64 ? logits.as<double>()[r * v + j]
+                                                  : double(logits.as<float>()[r * v + j]);
+      if (j == 0 || x > max) max = x, arg = j;
+    }
+    b[2 * r] = max;
+    b[2 * r + 1] = double(first + arg);
+  }
+  Tensor all = best;
+  if (tp_.active()) {
+    all = s.alloc(DType::f64, {int64_t(tp_.size), n, 2});
+    all_gather_tp(tp_, best, all);
+  }
+  int64_t correct = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    if (gold[size_t(r)] == kPadId) continue;
+    double max = 0, arg = 0;
+    for (int p = 0; p < tp_.size; ++p) {  // slices in vocabulary order: strict > keeps the lowest id
+      const double* e = all.as<double>() + (int64_t(p) * n + r) * 2;
+      if (p == 0 || e[0] > max) max = e[0], arg = e[1];
+    }
+    correct += int64_t(arg) == gold[size_t(r)];
+  }
+  return correct;
+}
+
+void Transformer::gradients_ready(int first, int end) const {
+  if (!grad_ready_) return;
+  for (int i = first; i < end; ++i) grad_ready_(i);
 }
 
 LossStats Transformer::forward(Step& s, const Batch& batch, Tensor* logits_out) {
@@ -178,7 +264,7 @@ LossStats Transformer::forward(Step& s, const Batch& batch, Tensor* logits_out) 
   const DType st = stats_dtype(logits.dtype);
   Tensor loss = s.alloc(st, {b * tt}), nll = s.alloc(st, {b * tt});
   lse_ = s.alloc(st, {b * tt});
-  cross_entropy_forward(s.ctx, logits, targets_, kPadId, cfg_.label_smoothing, loss, nll, lse_);
+  loss_forward(s, logits, loss, nll);
   *logits_out = logits;
 
   LossStats stats;
@@ -188,21 +274,47 @@ LossStats Transformer::forward(Step& s, const Batch& batch, Tensor* logits_out) 
   return stats;
 }
 
+// Backward runs the layers in reverse and reports each layer's parameters to the gradient-ready
+// hook as soon as they are final, so their all-reduce overlaps the rest of backward. The
+// embedding tables are reported last (a shared table is still receiving gradient until the
+// source embedding's backward).
 void Transformer::backward(Step& s, const Tensor& logits, double grad_scale) {
+  const int64_t vocab = cfg_.vocab_size;
   cross_entropy_backward(s.ctx, logits, targets_, lse_, kPadId, cfg_.label_smoothing, grad_scale,
-                         logits);
+                         logits, tp_.first(vocab), vocab);
   Tensor dy = s.arena.alloc_like(decoder_out_);
   linear_backward(s.ctx, rows_of(decoder_out_), store_.value(out_proj_), Tensor(),
                   Activation::none, logits, rows_of(dy), store_.grad(out_proj_), Tensor());
+  copy_to_tp_region_backward(tp_, dy);  // each rank's dy covers its vocabulary slice only
+  if (cfg_.sharing == EmbeddingSharing::none) gradients_ready(out_proj_, out_proj_ + 1);
   if (decoder_norm_) dy = decoder_norm_->backward(s, dy);
   Tensor dmemory = s.arena.alloc_like(memory_);
   fill_zero(s.ctx, dmemory);
-  for (auto it = decoder_.rbegin(); it != decoder_.rend(); ++it) dy = (*it)->backward(s, dy, dmemory);
+  for (size_t l = decoder_.size(); l-- > 0;) {
+    dy = decoder_[l]->backward(s, dy, dmemory);
+    gradients_ready(decoder_params_[l].first, decoder_params_[l].second);
+  }
+  // The encoder output entered every cross-attention's (column-parallel) K/V projection: the
+  // partial sums of all decoder layers are reduced at once.
+  copy_to_tp_region_backward(tp_, dmemory);
   tgt_embed_->backward(s, dy);
   Tensor dx = dmemory;
   if (encoder_norm_) dx = encoder_norm_->backward(s, dx);
-  for (auto it = encoder_.rbegin(); it != encoder_.rend(); ++it) dx = (*it)->backward(s, dx);
+  for (size_t l = encoder_.size(); l-- > 0;) {
+    dx = encoder_[l]->backward(s, dx);
+    gradients_ready(encoder_params_[l].first, encoder_params_[l].second);
+  }
   src_embed_->backward(s, dx);
+  // Everything not yet reported: the tables and the final norms of a pre-norm stack.
+  if (grad_ready_) {
+    std::vector<bool> reported(store_.size(), false);
+    for (const auto& ranges : {encoder_params_, decoder_params_})
+      for (const auto& [first, end] : ranges)
+        for (int i = first; i < end; ++i) reported[size_t(i)] = true;
+    if (cfg_.sharing == EmbeddingSharing::none) reported[size_t(out_proj_)] = true;
+    for (size_t i = 0; i < reported.size(); ++i)
+      if (!reported[i]) grad_ready_(int(i));
+  }
 }
 
 LossStats Transformer::forward_backward(const Context& ctx, Arena& arena, const Batch& batch,
@@ -228,20 +340,7 @@ LossStats Transformer::evaluate(const Context& ctx, Arena& arena, const Batch& b
   Step s{ctx, arena, /*training=*/false, 0};
   Tensor logits;
   LossStats stats = forward(s, batch, &logits);
-  const int64_t v = cfg_.vocab_size;
-  for (int64_t n = 0; n < logits.dim(0); ++n) {
-    int32_t gold = batch.tgt_out[size_t(n)];
-    if (gold == kPadId) continue;
-    int64_t best = 0;
-    if (logits.dtype == DType::f64) {
-      const double* row = logits.as<double>() + n * v;
-      for (int64_t j = 1; j < v; ++j) best = row[j] > row[best] ? j : best;
-    } else {
-      const float* row = logits.as<float>() + n * v;
-      for (int64_t j = 1; j < v; ++j) best = row[j] > row[best] ? j : best;
-    }
-    stats.correct += best == gold;
-  }
+  stats.correct = count_correct(s, logits, batch.tgt_out);
   return stats;
 }
 

@@ -6,6 +6,7 @@
 //   embeddings:    Dropout(Embedding(x)·√d_model + PE), shared with the pre-softmax projection
 // Loss: label-smoothed cross-entropy over non-pad target positions (DESIGN.md).
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -18,7 +19,7 @@ namespace tfm {
 class EncoderLayer {
  public:
   EncoderLayer(ParameterStore& store, const std::string& name, const ModelConfig& cfg,
-               SiteCounter& sites);
+               const TensorParallel& tp, SiteCounter& sites);
   Tensor forward(Step& s, const Tensor& x, const Tensor& src_lengths);
   Tensor backward(Step& s, const Tensor& dy);
 
@@ -32,7 +33,7 @@ class EncoderLayer {
 class DecoderLayer {
  public:
   DecoderLayer(ParameterStore& store, const std::string& name, const ModelConfig& cfg,
-               SiteCounter& sites);
+               const TensorParallel& tp, SiteCounter& sites);
   Tensor forward(Step& s, const Tensor& y, const Tensor& tgt_lengths, const Tensor& memory,
                  const Tensor& src_lengths);
   // Adds the encoder output's gradient into dmemory.
@@ -47,10 +48,13 @@ class DecoderLayer {
   Residual residual3_;
 };
 
-// Token embedding · √d_model + sinusoidal positions, then dropout (§3.4, §3.5, §5.4).
+// Token embedding · √d_model + sinusoidal positions, then dropout (§3.4, §3.5, §5.4). Under
+// tensor parallelism the table is split by vocabulary: each rank looks up the ids it holds
+// (zero for the others; rank 0 adds the positions) and the sum is all-reduced.
 class Embeddings {
  public:
-  Embeddings(const ParameterStore& store, int table, const ModelConfig& cfg, SiteCounter& sites);
+  Embeddings(const ParameterStore& store, int table, const ModelConfig& cfg,
+             const TensorParallel& tp, SiteCounter& sites);
   Tensor forward(Step& s, const Tensor& tokens);  // tokens [B, T] → [B, T, D]
   void backward(Step& s, const Tensor& dout);    // into the table's gradient
 
@@ -58,6 +62,7 @@ class Embeddings {
   const ParameterStore& store_;
   int table_;
   const ModelConfig& cfg_;
+  const TensorParallel& tp_;
   uint64_t site_;
   Tensor tokens_;
 };
@@ -121,13 +126,23 @@ class DecoderState {
 // and dtype; may alias), accumulated in double.
 void log_softmax_rows(const Tensor& logits, const Tensor& out);
 
+// Called during backward with each parameter whose gradient is final for this pass (each once,
+// in the order backward completes them): the data-parallel reducer starts a bucket's
+// all-reduce as soon as all of its parameters are reported (comm/gradient_reducer.h).
+using GradientReadyHook = std::function<void(int param)>;
+
 class Transformer {
  public:
-  explicit Transformer(const ModelConfig& cfg);
+  // tp: this rank's place in its tensor-parallel group (TP = 1 by default); the model's options
+  // must split over it (check_tensor_parallel).
+  explicit Transformer(const ModelConfig& cfg, const TensorParallel& tp = {});
   Transformer(const Transformer&) = delete;
   Transformer& operator=(const Transformer&) = delete;
 
   const ModelConfig& config() const { return cfg_; }
+  const TensorParallel& tensor_parallel() const { return tp_; }
+  // See GradientReadyHook; an empty function (the default) turns the reports off.
+  void set_gradient_ready_hook(GradientReadyHook hook) { grad_ready_ = std::move(hook); }
   ParameterStore& params() { return store_; }
   const ParameterStore& params() const { return store_; }
 
@@ -165,8 +180,15 @@ class Transformer {
  private:
   LossStats forward(Step& s, const Batch& batch, Tensor* logits_out);
   void backward(Step& s, const Tensor& logits, double grad_scale);
+  // Loss, NLL and log-sum-exp [N] of logits [N, V/tp] (this rank's vocabulary slice).
+  void loss_forward(Step& s, const Tensor& logits, const Tensor& loss, const Tensor& nll);
+  // Positions whose argmax over the whole vocabulary is the gold token.
+  int64_t count_correct(Step& s, const Tensor& logits, const std::vector<int32_t>& gold);
+  // Reports parameters [first, end) to the gradient-ready hook.
+  void gradients_ready(int first, int end) const;
 
   ModelConfig cfg_;
+  TensorParallel tp_;
   ParameterStore store_;
   SiteCounter sites_;
   int src_table_ = -1, tgt_table_ = -1, out_proj_ = -1;
@@ -174,6 +196,9 @@ class Transformer {
   std::vector<std::unique_ptr<EncoderLayer>> encoder_;
   std::vector<std::unique_ptr<DecoderLayer>> decoder_;
   std::unique_ptr<LayerNorm> encoder_norm_, decoder_norm_;  // pre-norm stacks only
+  // Parameter index ranges [first, end) of each encoder and decoder layer, for the hook.
+  std::vector<std::pair<int, int>> encoder_params_, decoder_params_;
+  GradientReadyHook grad_ready_;
   // Saved by forward for backward.
   Tensor src_, src_lengths_, tgt_in_, tgt_lengths_, targets_, memory_, decoder_out_, lse_;
 };

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "data/files.h"
@@ -175,7 +176,21 @@ void read_tensors(hid_t group, const std::string& where, ParameterStore& params,
       staging.resize(size_t(p.numel));
       dst = staging.data();
     }
-    if (p.numel > 0 && H5Dread(dset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+    // A tensor-parallel rank reads only its part: a hyperslab of the logical tensor.
+    hid_t file_space = H5S_ALL, mem_space = H5S_ALL;
+    std::optional<H5> slab;
+    if (p.sharded() && p.numel > 0) {
+      const size_t d = p.split == Split::rows ? 0 : 1;
+      std::vector<hsize_t> start(dims.size(), 0), count(dims);
+      start[d] = hsize_t(p.split_first);
+      count[d] = hsize_t(p.local_shape[d]);
+      if (H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0)
+        h5fail(cat(where, ": cannot select this rank's part of ", p.name));
+      slab.emplace(H5Screate_simple(int(count.size()), count.data(), nullptr), H5Sclose, "H5Screate");
+      file_space = space.get();
+      mem_space = slab->get();
+    }
+    if (p.numel > 0 && H5Dread(dset.get(), H5T_NATIVE_FLOAT, mem_space, file_space, H5P_DEFAULT, dst) < 0)
       h5fail(cat(where, ": cannot read ", p.name));
     if (t.device != Device::cpu) copy_to_device(t.data, dst, t.bytes());
   }
@@ -297,6 +312,8 @@ TrainingState state_from_json(const std::string& text, const std::string& where)
 // Writes every file of a checkpoint into `dir` (which must not exist), manifest last, all fsynced.
 void write_checkpoint_files(const std::string& dir, const CheckpointWrite& what) {
   TFM_CHECK(what.params && what.params->allocated(), "save_checkpoint: no parameters to save");
+  TFM_CHECK(what.params->tp_size() == 1, "save_checkpoint: checkpoints hold logical tensors; "
+            "gather the tensor-parallel shards first (trainer/sharding.h)");
   const ParameterStore& params = *what.params;
   std::error_code ec;
   TFM_CHECK(fs::create_directory(dir, ec) && !ec, "cannot create checkpoint directory ", dir, ": ",
@@ -321,9 +338,9 @@ void write_checkpoint_files(const std::string& dir, const CheckpointWrite& what)
   }
   if (what.adam_m.defined() || what.adam_v.defined()) {
     TFM_CHECK(what.adam_m.defined() && what.adam_v.defined(), "save_checkpoint: give both Adam moments or neither");
-    TFM_CHECK(what.adam_m.numel() == params.total_numel() && what.adam_v.numel() == params.total_numel(),
+    TFM_CHECK(what.adam_m.numel() == params.flat_numel() && what.adam_v.numel() == params.flat_numel(),
               "save_checkpoint: Adam moments hold ", what.adam_m.numel(), " and ", what.adam_v.numel(),
-              " elements, the parameters ", params.total_numel());
+              " elements, the parameters ", params.flat_numel());
     const std::string path = dir + "/" + kOptimizerFile;
     H5 file = create_h5(path);
     write_int_attribute(file.get(), "format_version", kCheckpointFormatVersion, path);
@@ -578,9 +595,9 @@ TrainingState read_checkpoint_state(const std::string& checkpoint_dir) {
 }
 
 TrainingState load_checkpoint(const std::string& checkpoint_dir, ParameterStore& params,
-                              const Tensor* adam_m, const Tensor* adam_v) {
+                              const Tensor* adam_m, const Tensor* adam_v, bool verify) {
   TFM_CHECK(params.allocated(), "load_checkpoint: parameters not allocated");
-  verify_checkpoint(checkpoint_dir);
+  if (verify) verify_checkpoint(checkpoint_dir);
   TrainingState state = read_checkpoint_state(checkpoint_dir);
   auto files = manifest_files(checkpoint_dir);
   TFM_CHECK(listed(files, kModelFile), "checkpoint ", checkpoint_dir, ": its manifest does not list ", kModelFile);
@@ -598,8 +615,8 @@ TrainingState load_checkpoint(const std::string& checkpoint_dir, ParameterStore&
     const std::pair<const Tensor*, const char*> moments[] = {{adam_m, "adam_m"}, {adam_v, "adam_v"}};
     for (const auto& [flat, group_name] : moments) {
       if (!flat) continue;
-      TFM_CHECK(flat->numel() == params.total_numel(), "load_checkpoint: ", group_name, " holds ",
-                flat->numel(), " elements, the parameters ", params.total_numel());
+      TFM_CHECK(flat->numel() == params.flat_numel(), "load_checkpoint: ", group_name, " holds ",
+                flat->numel(), " elements, the parameters ", params.flat_numel());
       H5 group(H5Gopen2(file.get(), group_name, H5P_DEFAULT), H5Gclose,
                cat(path, ": cannot open group /", group_name));
       read_tensors(group.get(), cat(path, ":/", group_name), params, flat);

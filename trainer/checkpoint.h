@@ -101,8 +101,12 @@ TrainingState read_checkpoint_state(const std::string& checkpoint_dir);
 // file), and refuses a tensor whose shape differs from the model's, naming the tensor and both
 // shapes, or a parameter the checkpoint lacks (or holds and the model lacks). Asking for the
 // moments of a checkpoint without optimizer.h5 (an average) is an error naming it.
+// A tensor-parallel store (params.tp_size() > 1) receives its parts of the logical tensors, each
+// read as an HDF5 hyperslab. verify = false skips the SHA-256 pass (a data-parallel job has one
+// rank verify for all).
 TrainingState load_checkpoint(const std::string& checkpoint_dir, ParameterStore& params,
-                              const Tensor* adam_m = nullptr, const Tensor* adam_v = nullptr);
+                              const Tensor* adam_m = nullptr, const Tensor* adam_v = nullptr,
+                              bool verify = true);
 
 // The ModelConfig fields that decide the parameters' shapes and the function they compute
 // (vocab, widths, heads, layers, norm placement and epsilon, sharing): "" when a and b agree, else the first

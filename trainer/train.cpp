@@ -15,12 +15,16 @@
 #include <iostream>
 #include <sstream>
 
+#include "comm/communicator.h"
+#include "comm/world.h"
 #include "data/files.h"
 #include "data/reader.h"
 #include "kernels/core/device.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/optimizer/optimizer.h"
+#include "trainer/evaluate.h"
 #include "trainer/metrics.h"
+#include "trainer/sharding.h"
 #include "trainer/signals.h"
 
 extern "C" void openblas_set_num_threads(int);
@@ -38,9 +42,14 @@ uint64_t mix(uint64_t z) {
 
 class SyntheticSource : public BatchSource {
  public:
-  SyntheticSource(SyntheticTask task, int64_t batch_tokens, int64_t eval_batches)
-      : task_(task), batch_tokens_(batch_tokens), eval_batches_(eval_batches) {}
-  Batch next() override { return task_.batch(next_++, batch_tokens_); }
+  SyntheticSource(SyntheticTask task, int64_t batch_tokens, int64_t eval_batches, int rank, int world)
+      : task_(task), batch_tokens_(batch_tokens), eval_batches_(eval_batches), rank_(rank), world_(world) {}
+  // Every next() consumes `world` global batches; this rank trains on the rank-th of them.
+  Batch next() override {
+    Batch b = task_.batch(next_ + uint64_t(rank_), batch_tokens_);
+    next_ += uint64_t(world_);
+    return b;
+  }
   std::vector<Batch> held_out() override {
     // A different seed stream from training, so evaluation measures generalisation.
     SyntheticTask held = task_;
@@ -49,6 +58,7 @@ class SyntheticSource : public BatchSource {
     for (int64_t k = 0; k < eval_batches_; ++k) out.push_back(held.batch(uint64_t(k), batch_tokens_));
     return out;
   }
+  // The global batch count: the same on every rank, and meaningful at any world size.
   std::string position() const override { return cat("synthetic=", next_); }
   void restore(const std::string& position) override {
     unsigned long long k = 0;
@@ -62,14 +72,16 @@ class SyntheticSource : public BatchSource {
  private:
   SyntheticTask task_;
   int64_t batch_tokens_, eval_batches_;
-  uint64_t next_ = 0;
+  int rank_, world_;
+  uint64_t next_ = 0;  // global batches consumed
 };
 
 class DatasetSource : public BatchSource {
  public:
-  DatasetSource(const std::string& dir, int64_t batch_tokens, uint64_t seed, int64_t eval_batches)
+  DatasetSource(const std::string& dir, int64_t batch_tokens, uint64_t seed, int64_t eval_batches,
+                int rank, int world)
       : dir_(dir), batch_tokens_(batch_tokens), seed_(seed), eval_batches_(eval_batches),
-        train_(std::make_unique<DatasetReader>(dir, train_options(true))) {}
+        rank_(rank), world_(world), train_(std::make_unique<DatasetReader>(dir, train_options(true))) {}
   Batch next() override {
     Batch b;
     train_->next(b);  // a shuffled stream never ends
@@ -99,6 +111,8 @@ class DatasetSource : public BatchSource {
   std::string tokenizer_path() const override {
     return (std::filesystem::path(dir_) / train_->manifest().tokenizer_file).string();
   }
+  std::string dataset_dir() const override { return dir_; }
+  std::string bleu_split() const override { return has_split("valid") ? "valid" : ""; }
   int64_t vocab_size() const { return train_->manifest().vocab_size; }
 
  private:
@@ -108,6 +122,8 @@ class DatasetSource : public BatchSource {
     o.batch_tokens = batch_tokens_;
     o.seed = seed_;
     o.verify = verify;
+    o.rank = rank_;
+    o.world = world_;
     return o;
   }
   bool has_split(const std::string& name) const {
@@ -119,6 +135,7 @@ class DatasetSource : public BatchSource {
   int64_t batch_tokens_;
   uint64_t seed_;
   int64_t eval_batches_;
+  int rank_, world_;
   std::unique_ptr<DatasetReader> train_;
   std::vector<Batch> held_out_;
 };
@@ -150,27 +167,133 @@ void BatchSource::restore(const std::string& position) {
   TFM_CHECK(position.empty(), "this batch source cannot resume from data position '", position, "'");
 }
 
-std::unique_ptr<BatchSource> make_dataset_source(TrainOptions& o) {
-  auto source = std::make_unique<DatasetSource>(o.data_dir, o.batch_tokens, o.seed, o.eval_batches);
+std::unique_ptr<BatchSource> make_dataset_source(TrainOptions& o, int dp_rank, int dp_size) {
+  auto source = std::make_unique<DatasetSource>(o.data_dir, o.batch_tokens, o.seed, o.eval_batches,
+                                                dp_rank, dp_size);
   o.model.vocab_size = source->vocab_size();
   o.model.validate();
   return source;
 }
 
-std::unique_ptr<BatchSource> make_synthetic_source(const TrainOptions& o) {
-  return std::make_unique<SyntheticSource>(o.task, o.batch_tokens, o.eval_batches);
+std::unique_ptr<BatchSource> make_synthetic_source(const TrainOptions& o, int dp_rank, int dp_size) {
+  return std::make_unique<SyntheticSource>(o.task, o.batch_tokens, o.eval_batches, dp_rank, dp_size);
 }
 
-Trainer::Trainer(const TrainOptions& options, std::unique_ptr<BatchSource> source)
-    : opt_(options), source_(std::move(source)), model_(options.model) {
+namespace {
+
+TensorParallel tensor_parallel_of(comm::ParallelContext* par) {
+  TensorParallel tp;
+  if (par && par->tp_size() > 1) {
+    tp.rank = par->tp_rank();
+    tp.size = par->tp_size();
+    tp.group = &par->tp();
+  }
+  return tp;
+}
+
+// A small host all-reduce (token counts, loss sums, flags) over one axis of the grid; a no-op
+// without a grid.
+void host_all_reduce(comm::ParallelContext* par, comm::Axis axis, std::vector<double>& values,
+                     comm::ReduceOp op = comm::ReduceOp::sum) {
+  if (!par) return;
+  comm::Communicator& c = par->host_comm(axis);
+  if (c.size() == 1) return;
+  c.all_reduce(Tensor(values.data(), DType::f64, Device::cpu, {int64_t(values.size())}), op);
+}
+
+void host_barrier(comm::ParallelContext* par) {
+  if (par && par->world_size() > 1) par->host_comm(comm::Axis::world).barrier();
+}
+
+// Dropout seeds are a pure function of (seed, step, global micro-batch index).
+constexpr int kMicroBatchBits = 20;
+
+// The model's size, whatever part of it this rank holds.
+int64_t logical_parameter_count(const ParameterStore& params) {
+  int64_t n = 0;
+  for (const ParamInfo& p : params.params()) {
+    int64_t k = 1;
+    for (int64_t d : p.shape) k *= d;
+    n += k;
+  }
+  return n;
+}
+
+std::string fixed(double x, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, x);
+  return buf;
+}
+
+}  // namespace
+
+Trainer::Trainer(const TrainOptions& options, std::unique_ptr<BatchSource> source,
+                 comm::ParallelContext* parallel)
+    : opt_(options), source_(std::move(source)), par_(parallel),
+      model_(options.model, tensor_parallel_of(parallel)) {
+  if (par_) {
+    world_rank_ = par_->world_rank();
+    world_size_ = par_->world_size();
+    dp_rank_ = par_->dp_rank();
+    dp_size_ = par_->dp_size();
+    TFM_CHECK(par_->tp_size() == opt_.tp, "trainer: the process grid has TP ", par_->tp_size(),
+              " but --tp is ", opt_.tp);
+  }
+  TFM_CHECK(opt_.accumulate * dp_size_ < (int64_t(1) << kMicroBatchBits),
+            "--accumulate ", opt_.accumulate, " × ", dp_size_, " data-parallel ranks: at most 2^",
+            kMicroBatchBits, " micro-batches per step");
   if (opt_.threads > 0) {
     omp_set_num_threads(opt_.threads);
     openblas_set_num_threads(opt_.threads);
   }
-  model_.params().allocate(DType::f32);
-  model_.params().initialize(opt_.seed);
-  adam_m_ = Buffer(DType::f32, {model_.params().total_numel()});
-  adam_v_ = Buffer(DType::f32, {model_.params().total_numel()});
+  ParameterStore& params = model_.params();
+  // Padded to a multiple of DP, so the reducer's buckets split evenly over the DP ranks.
+  params.allocate(DType::f32, Device::cpu, dp_size_);
+  params.initialize(opt_.seed);
+  owned_ = {comm::ElementRange{0, params.flat_numel()}};
+  if (dp_size_ > 1) {
+    std::vector<comm::ParamRange> ranges;
+    for (const ParamInfo& p : params.params()) ranges.push_back(comm::ParamRange{p.offset, p.numel});
+    reducer_ = std::make_unique<comm::GradientReducer>(
+        par_->dp(), params.grads(), ranges, int64_t(opt_.bucket_mb * 1024 * 1024),
+        opt_.zero ? comm::GradientReducer::Mode::reduce_scatter : comm::GradientReducer::Mode::all_reduce);
+    if (opt_.zero) owned_ = reducer_->owned();
+    model_.set_gradient_ready_hook([this](int param) {
+      if (reducing_) reducer_->mark_ready(param);
+    });
+  }
+  int64_t owned = 0;
+  for (const auto& r : owned_) owned += r.numel;
+  adam_m_ = Buffer(DType::f32, {owned});
+  adam_v_ = Buffer(DType::f32, {owned});
+}
+
+Trainer::~Trainer() = default;
+
+bool Trainer::stop_now() {
+  std::vector<double> flag{stop_requested() ? 1.0 : 0.0};
+  host_all_reduce(par_, comm::Axis::world, flag, comm::ReduceOp::max);
+  return flag[0] > 0;
+}
+
+// Σ g² of the reduced gradient over the whole model: each element counted once, on the rank that
+// owns it (ZeRO-1: its share; TP: sharded parameters on every rank, replicated ones on TP rank 0).
+double Trainer::global_grad_sum_squares() {
+  const ParameterStore& params = model_.params();
+  const Tensor grads = params.grads();
+  const bool tp_root = params.tp_rank() == 0;
+  double local = 0;
+  for (const ParamInfo& p : params.params()) {
+    if (!p.sharded() && !tp_root) continue;
+    for (const auto& r : owned_) {
+      const int64_t b = std::max(p.offset, r.offset), e = std::min(p.offset + p.numel, r.end());
+      if (e > b) local += sum_squares(ctx_, grads.rows(b, e - b));
+    }
+  }
+  std::vector<double> sum{local};
+  if (opt_.zero && dp_size_ > 1) host_all_reduce(par_, comm::Axis::world, sum);
+  else host_all_reduce(par_, comm::Axis::tp, sum);
+  return sum[0];
 }
 
 StepReport Trainer::step() {
@@ -183,26 +306,41 @@ StepReport Trainer::step() {
     tgt_tokens += micro.back().tgt_tokens();
     src_tokens += micro.back().src_tokens();
   }
-  // Every micro-batch's loss is divided by the step's token count, so the accumulated gradient
-  // is that of the mean loss over the whole step.
-  const double grad_scale = 1.0 / double(tgt_tokens);
+  // Every micro-batch's loss is divided by the step's token count over all DP ranks, so the
+  // summed gradient is that of the mean loss over the whole global batch.
+  std::vector<double> counts{double(tgt_tokens), double(src_tokens)};
+  host_all_reduce(par_, comm::Axis::dp, counts);
+  const double grad_scale = 1.0 / counts[0];
   LossStats total;
   for (size_t i = 0; i < micro.size(); ++i) {
-    uint64_t dropout_seed = mix(opt_.seed ^ mix(uint64_t(step_) * 1024 + i));
+    const uint64_t global_micro = uint64_t(i) * uint64_t(dp_size_) + uint64_t(dp_rank_);
+    const uint64_t dropout_seed = mix(opt_.seed ^ mix((uint64_t(step_) << kMicroBatchBits) + global_micro));
+    const bool last = i + 1 == micro.size();
+    if (reducer_ && last) {
+      reducer_->begin_step();
+      reducing_ = opt_.overlap_reduce;  // off: every bucket starts in finish(), after backward
+    }
     total += model_.forward_backward(ctx_, arena_, micro[i], grad_scale, dropout_seed);
+    reducing_ = false;
   }
+  if (reducer_) reducer_->finish();
+  std::vector<double> sums{total.loss_sum, total.nll_sum, double(total.tokens)};
+  host_all_reduce(par_, comm::Axis::dp, sums);
 
   StepReport r;
   r.step = ++step_;
-  r.loss = total.loss_sum / double(total.tokens);
-  r.nll = total.nll_sum / double(total.tokens);
-  r.tokens = src_tokens + tgt_tokens;
+  r.loss = sums[0] / sums[2];
+  r.nll = sums[1] / sums[2];
+  r.tokens = int64_t(counts[0] + counts[1]);
   r.lr = opt_.lr.at(r.step);
-  r.grad_norm = clip_grad_norm(ctx_, params.grads(), opt_.clip_norm);
+  r.grad_norm = std::sqrt(global_grad_sum_squares());
   if (!std::isfinite(r.grad_norm)) {
-    r.skipped = true;  // an overflow must not reach the weights
+    r.skipped = true;  // an overflow must not reach the weights (every rank sees the same norm)
     ++skipped_;
   } else {
+    const Tensor values = params.values(), grads = params.grads();
+    if (opt_.clip_norm > 0 && r.grad_norm > opt_.clip_norm)
+      for (const auto& o : owned_) scale_inplace(ctx_, grads.rows(o.offset, o.numel), opt_.clip_norm / r.grad_norm);
     AdamHyper h;
     h.lr = r.lr;
     h.beta1 = opt_.adam_beta1;
@@ -210,22 +348,82 @@ StepReport Trainer::step() {
     h.eps = opt_.adam_eps;
     h.weight_decay = opt_.weight_decay;
     h.step = r.step;
-    adam_step(ctx_, h, params.values(), params.grads(), adam_m_, adam_v_);
+    int64_t at = 0;  // where this range's moments start in the concatenated buffers
+    for (const auto& o : owned_) {
+      const int64_t n = o.numel;
+      adam_step(ctx_, h, values.rows(o.offset, n), grads.rows(o.offset, n),
+                adam_m_.tensor().rows(at, n), adam_v_.tensor().rows(at, n));
+      at += n;
+    }
+    if (reducer_ && opt_.zero) reducer_->gather(values);  // every rank's updated share, to all
   }
   history_.push_back(r);
   return r;
 }
 
 EvalReport Trainer::evaluate() {
+  // Held-out batches are shared out over the DP ranks (TP ranks of a group evaluate together).
   LossStats total;
-  for (const Batch& b : source_->held_out()) total += model_.evaluate(ctx_, arena_, b);
+  std::vector<Batch> held = source_->held_out();
+  for (size_t i = size_t(dp_rank_); i < held.size(); i += size_t(dp_size_))
+    total += model_.evaluate(ctx_, arena_, held[i]);
+  std::vector<double> sums{total.loss_sum, total.nll_sum, double(total.tokens), double(total.correct)};
+  host_all_reduce(par_, comm::Axis::dp, sums);
   EvalReport e;
-  e.tokens = total.tokens;
-  e.loss = total.loss_sum / double(total.tokens);
-  e.nll = total.nll_sum / double(total.tokens);
+  e.tokens = int64_t(sums[2]);
+  e.loss = sums[0] / sums[2];
+  e.nll = sums[1] / sums[2];
   e.perplexity = std::exp(e.nll);
-  e.accuracy = double(total.correct) / double(total.tokens);
+  e.accuracy = sums[3] / sums[2];
+  evaluate_bleu(e);
   return e;
+}
+
+void Trainer::ensure_logical_model() {
+  if (!logical_) {
+    logical_ = std::make_unique<Transformer>(opt_.model);
+    logical_->params().allocate(DType::f32);
+  }
+}
+
+// BLEU of the first --eval-bleu-sentences of the valid split, translated by beam search. Every
+// rank translates its share with a whole model (under TP the shards are gathered first) and the
+// sentence statistics are summed, so the score is the corpus BLEU of all of them.
+void Trainer::evaluate_bleu(EvalReport& e) {
+  if (opt_.eval_bleu_sentences <= 0 || source_->bleu_split().empty()) return;
+  const auto start = std::chrono::steady_clock::now();
+  Transformer* whole = &model_;
+  if (model_.params().tp_size() > 1) {
+    ensure_logical_model();
+    gather_logical(model_.params(), model_.params().values(), &par_->host_comm(comm::Axis::tp),
+                   logical_->params(), logical_->params().values());
+    whole = logical_.get();
+  }
+  ReaderOptions ro;
+  ro.split = source_->bleu_split();
+  ro.batch_tokens = opt_.batch_tokens;
+  ro.shuffle = false;
+  ro.verify = false;  // verified when the training reader opened the dataset
+  ro.rank = world_rank_;
+  ro.world = world_size_;
+  DatasetReader reader(source_->dataset_dir(), ro);
+  EvalOptions eo;
+  eo.decode.beam = opt_.eval_beam;
+  eo.max_sentences = opt_.eval_bleu_sentences;
+  EvalResult r = evaluate_split(*whole, ctx_, arena_, reader, eo);
+  auto flat = r.bleu_stats.to_array();
+  std::vector<double> sums(flat.begin(), flat.end());
+  sums.push_back(double(r.sentences));
+  host_all_reduce(par_, comm::Axis::world, sums);
+  std::vector<int64_t> totals(sums.begin(), sums.end() - 1);
+  EvalResult all;
+  all.bleu_stats = bleu::BleuStats::from_array(totals);
+  const bleu::BleuScore score = all.bleu();
+  e.has_bleu = true;
+  e.bleu = score.score;
+  e.bleu_signature = score.format(2, bleu::signature(eo.bleu_options, 1));
+  e.bleu_sentences = int64_t(sums.back());
+  e.bleu_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 TrainingState Trainer::state() const {
@@ -239,14 +437,61 @@ TrainingState Trainer::state() const {
   return s;
 }
 
+// ZeRO-1: the moments of the whole flat buffer, each rank contributing its share.
+void Trainer::gather_full_moments(Buffer& m, Buffer& v) {
+  const int64_t n = model_.params().flat_numel();
+  m = Buffer(DType::f32, {n});
+  v = Buffer(DType::f32, {n});
+  fill_zero(ctx_, m.tensor());
+  fill_zero(ctx_, v.tensor());
+  int64_t at = 0;
+  for (const auto& o : owned_) {
+    const int64_t len = o.numel;
+    copy(ctx_, adam_m_.tensor().rows(at, len), m.tensor().rows(o.offset, len));
+    copy(ctx_, adam_v_.tensor().rows(at, len), v.tensor().rows(o.offset, len));
+    at += len;
+  }
+  reducer_->gather(m.tensor());
+  reducer_->gather(v.tensor());
+}
+
 std::string Trainer::save() {
+  // Whole moments of this rank's TP part (ZeRO-1 gathers them over DP; every rank takes part).
+  Buffer full_m, full_v;
+  Tensor m = adam_m_.tensor(), v = adam_v_.tensor();
+  if (reducer_ && opt_.zero) {
+    gather_full_moments(full_m, full_v);
+    m = full_m.tensor();
+    v = full_v.tensor();
+  }
   CheckpointWrite w;
   w.params = &model_.params();
-  w.adam_m = adam_m_.tensor();
-  w.adam_v = adam_v_.tensor();
-  w.state = state();
-  w.tokenizer_path = source_->tokenizer_path();
-  saved_dir_ = save_checkpoint(opt_.out, w, opt_.keep);
+  w.adam_m = m;
+  w.adam_v = v;
+  // Logical tensors from the TP shards: DP rank 0's TP group gathers, world rank 0 writes.
+  Buffer logical_m, logical_v;
+  if (model_.params().tp_size() > 1 && dp_rank_ == 0) {
+    ensure_logical_model();
+    ParameterStore& full = logical_->params();
+    comm::Communicator* tp = &par_->host_comm(comm::Axis::tp);
+    logical_m = Buffer(DType::f32, {full.flat_numel()});
+    logical_v = Buffer(DType::f32, {full.flat_numel()});
+    gather_logical(model_.params(), model_.params().values(), tp, full, full.values());
+    gather_logical(model_.params(), m, tp, full, logical_m.tensor());
+    gather_logical(model_.params(), v, tp, full, logical_v.tensor());
+    w.params = &full;
+    w.adam_m = logical_m.tensor();
+    w.adam_v = logical_v.tensor();
+  }
+  if (is_root()) {
+    w.state = state();
+    w.tokenizer_path = source_->tokenizer_path();
+    saved_dir_ = save_checkpoint(opt_.out, w, opt_.keep);
+  } else {
+    saved_dir_ = (std::filesystem::path(opt_.out) / "checkpoints" / checkpoint_name(step_)).string();
+  }
+  // Nobody goes on (or exits) before the checkpoint is complete.
+  host_barrier(par_);
   saved_step_ = step_;
   return saved_dir_;
 }
@@ -257,7 +502,27 @@ TrainingState Trainer::resume(const std::string& checkpoint_dir) {
   TFM_CHECK(peek.seed == opt_.seed, "--seed ", opt_.seed, " differs from the seed ", peek.seed,
             " of checkpoint ", checkpoint_dir, "; resume with --seed ", peek.seed,
             " or start a new run (another --out, or --resume none)");
-  TrainingState s = load_checkpoint(checkpoint_dir, model_.params(), &adam_m_.tensor(), &adam_v_.tensor());
+  // One rank hashes the files for all; the others read only their slices.
+  if (is_root()) verify_checkpoint(checkpoint_dir);
+  host_barrier(par_);
+  Buffer full_m, full_v;
+  Tensor m = adam_m_.tensor(), v = adam_v_.tensor();
+  if (reducer_ && opt_.zero) {
+    full_m = Buffer(DType::f32, {model_.params().flat_numel()});
+    full_v = Buffer(DType::f32, {model_.params().flat_numel()});
+    m = full_m.tensor();
+    v = full_v.tensor();
+  }
+  TrainingState s = load_checkpoint(checkpoint_dir, model_.params(), &m, &v, /*verify=*/false);
+  if (reducer_ && opt_.zero) {
+    int64_t at = 0;
+    for (const auto& o : owned_) {
+      const int64_t len = o.numel;
+      copy(ctx_, m.rows(o.offset, len), adam_m_.tensor().rows(at, len));
+      copy(ctx_, v.rows(o.offset, len), adam_v_.tensor().rows(at, len));
+      at += len;
+    }
+  }
   std::string diff = model_structure_difference(s.model, model_.config());
   TFM_CHECK(diff.empty(), "checkpoint ", checkpoint_dir, " holds a different model than this "
             "configuration: ", diff, " (checkpoint vs configuration)");
@@ -277,17 +542,29 @@ TrainingState Trainer::resume(const std::string& checkpoint_dir) {
 
 EvalReport Trainer::run() {
   namespace fs = std::filesystem;
-  fs::create_directories(opt_.out);
-  write_file_atomic((fs::path(opt_.out) / "config").string(), opt_.resolved());
-  MetricsLogger metrics(opt_.out);
-  std::cout << "tfm train: " << model_.config().summary() << "\n"
-            << "  parameters " << model_.params().total_numel() << ", device cpu ("
-            << omp_get_max_threads() << " threads), fp32, " << opt_.steps << " steps of "
-            << opt_.accumulate << " × " << opt_.batch_tokens << " tokens\n";
+  std::unique_ptr<MetricsLogger> metrics;
+  if (is_root()) {
+    fs::create_directories(opt_.out);
+    write_file_atomic((fs::path(opt_.out) / "config").string(), opt_.resolved());
+    metrics = std::make_unique<MetricsLogger>(opt_.out);
+    std::cout << "tfm train: " << model_.config().summary() << "\n"
+              << "  parameters " << logical_parameter_count(model_.params()) << ", device cpu ("
+              << omp_get_max_threads() << " threads), fp32, " << opt_.steps << " steps of "
+              << opt_.accumulate << " × " << opt_.batch_tokens << " tokens"
+              << (dp_size_ > 1 ? cat(" × ", dp_size_, " DP ranks") : std::string()) << "\n";
+    if (par_ && world_size_ > 1)
+      std::cout << "  " << world_size_ << " ranks = DP " << dp_size_ << " × TP " << par_->tp_size()
+                << (opt_.zero ? ", ZeRO-1" : "")
+                << (reducer_ ? cat(", ", reducer_->num_buckets(), " gradient buckets of ≤ ",
+                                   opt_.bucket_mb, " MiB") : std::string())
+                << "\n";
+    std::cout << std::flush;
+  }
   const int64_t start_step = step_;
   if (start_step >= opt_.steps) {
-    std::cout << "  already at step " << start_step << " of " << opt_.steps
-              << "; nothing to do (raise --steps to train further)" << std::endl;
+    if (is_root())
+      std::cout << "  already at step " << start_step << " of " << opt_.steps
+                << "; nothing to do (raise --steps to train further)" << std::endl;
     return EvalReport{};
   }
 
@@ -295,49 +572,67 @@ EvalReport Trainer::run() {
   const auto start = clock::now();
   auto window_start = start;
   int64_t window_tokens = 0;
+  double window_comm_wait = 0;
   EvalReport last_eval;
-  while (step_ < opt_.steps && !stop_requested()) {
+  bool stop = stop_now();
+  while (step_ < opt_.steps && !stop) {
     StepReport r = step();
+    stop = stop_now();  // every rank agrees, so all finish this step and checkpoint together
     window_tokens += r.tokens;
-    bool log_now = r.step % opt_.log_every == 0 || r.step == opt_.steps || r.step == start_step + 1 ||
-                   stop_requested();
+    if (reducer_) window_comm_wait += reducer_->last_exposed_seconds();
+    bool log_now = r.step % opt_.log_every == 0 || r.step == opt_.steps || r.step == start_step + 1 || stop;
     bool eval_now = r.step == opt_.steps || (opt_.eval_every > 0 && r.step % opt_.eval_every == 0);
     bool save_now = r.step == opt_.steps || (opt_.save_every > 0 && r.step % opt_.save_every == 0);
-    if (log_now) {
+    if (log_now && is_root()) {
       auto now = clock::now();
       double window_s = std::chrono::duration<double>(now - window_start).count();
       double elapsed = std::chrono::duration<double>(now - start).count();
       double tokens_per_s = window_s > 0 ? double(window_tokens) / window_s : 0.0;
-      window_start = now;
-      window_tokens = 0;
       std::cout << format_progress(r.step, opt_.steps, r.loss, r.lr, tokens_per_s, elapsed, start_step)
                 << (r.skipped ? " | step skipped (non-finite gradient)" : "") << std::endl;
-      metrics.log(r.step, {{"loss", r.loss}, {"nll", r.nll}, {"ppl", std::exp(r.nll)},
-                           {"lr", r.lr}, {"grad_norm", r.grad_norm},
-                           {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed},
-                           {"skipped", r.skipped ? 1.0 : 0.0}});
+      std::vector<std::pair<std::string, double>> fields{
+          {"loss", r.loss}, {"nll", r.nll}, {"ppl", std::exp(r.nll)}, {"lr", r.lr},
+          {"grad_norm", r.grad_norm}, {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed},
+          {"skipped", r.skipped ? 1.0 : 0.0}};
+      if (reducer_) fields.emplace_back("comm_wait_s", window_comm_wait);
+      metrics->log(r.step, fields);
+    }
+    if (log_now) {
+      window_start = clock::now();
+      window_tokens = 0;
+      window_comm_wait = 0;
     }
     if (eval_now) {
       last_eval = evaluate();
-      std::cout << "eval step " << r.step << " | loss " << last_eval.loss << " | nll "
-                << last_eval.nll << " | ppl " << last_eval.perplexity << " | token accuracy "
-                << last_eval.accuracy << std::endl;
-      metrics.log(r.step, {{"eval_loss", last_eval.loss}, {"eval_nll", last_eval.nll},
-                           {"eval_ppl", last_eval.perplexity},
-                           {"eval_accuracy", last_eval.accuracy}});
+      if (is_root()) {
+        std::cout << "eval step " << r.step << " | loss " << last_eval.loss << " | nll "
+                  << last_eval.nll << " | ppl " << last_eval.perplexity << " | token accuracy "
+                  << last_eval.accuracy;
+        if (last_eval.has_bleu)
+          std::cout << " | BLEU " << fixed(last_eval.bleu, 2) << " (" << last_eval.bleu_sentences
+                    << " valid sentences, beam " << opt_.eval_beam << ", "
+                    << fixed(last_eval.bleu_seconds, 1) << " s)";
+        std::cout << std::endl;
+        std::vector<std::pair<std::string, double>> fields{
+            {"eval_loss", last_eval.loss}, {"eval_nll", last_eval.nll},
+            {"eval_ppl", last_eval.perplexity}, {"eval_accuracy", last_eval.accuracy}};
+        if (last_eval.has_bleu) fields.emplace_back("eval_bleu", last_eval.bleu);
+        metrics->log(r.step, fields);
+      }
     }
-    if (save_now && !stop_requested()) {
+    if (save_now && !stop) {
       std::string dir = save();
-      if (r.step == opt_.steps) std::cout << "checkpoint " << dir << std::endl;
+      if (r.step == opt_.steps && is_root()) std::cout << "checkpoint " << dir << std::endl;
     }
   }
-  metrics.flush();
-  if (stop_requested()) {
+  if (metrics) metrics->flush();
+  if (stop) {
     std::string dir = saved_step_ == step_ ? saved_dir_ : save();
     int sig = stop_signal();
-    std::cout << "tfm train: stopped" << (sig == SIGTERM ? " by SIGTERM" : sig == SIGINT ? " by SIGINT" : "")
-              << " at step " << step_ << "; checkpoint " << dir
-              << "; run the same command again to continue" << std::endl;
+    if (is_root())
+      std::cout << "tfm train: stopped" << (sig == SIGTERM ? " by SIGTERM" : sig == SIGINT ? " by SIGINT" : "")
+                << " at step " << step_ << "; checkpoint " << dir
+                << "; run the same command again to continue" << std::endl;
   }
   return last_eval;
 }
@@ -442,7 +737,9 @@ void discard_for_resume(const ResumePlan& plan) {
   }
 }
 
-int train_main(int argc, char** argv) {
+namespace {
+
+int train_on(comm::World& world, int argc, char** argv) {
   TrainOptions opt;
   if (!parse_train_options(argc, argv, opt)) return 0;
   if (opt.device == "cuda")
@@ -450,22 +747,53 @@ int train_main(int argc, char** argv) {
   if (opt.precision == "bf16" || opt.precision == "fp16")
     fail(cat("--precision ", opt.precision, ": reduced precision needs the CUDA backend; on CPU "
              "use fp32"));
-  std::filesystem::create_directories(opt.out);
-  RunDirLock lock(opt.out);
+  TFM_CHECK(world.size() % opt.tp == 0, "--tp ", opt.tp, " does not divide the ", world.size(),
+            " ranks of this job (DP × TP must equal the number of processes)");
+  comm::ParallelOptions po;
+  po.tp = opt.tp;
+  po.device = Device::cpu;
+  po.comm.timeout_seconds = opt.comm_timeout;
+  comm::ParallelContext parallel(world, po);
+  const bool root = parallel.world_rank() == 0;
+  // Only world rank 0 writes RUN_DIR (config, metrics, checkpoints), and only it holds the lock.
+  std::unique_ptr<RunDirLock> lock;
+  if (root) {
+    std::filesystem::create_directories(opt.out);
+    lock = std::make_unique<RunDirLock>(opt.out);
+  }
+  host_barrier(&parallel);
   ResumePlan plan = plan_resume(opt);  // refuses before anything is built or changed
   std::unique_ptr<BatchSource> source =
-      opt.synthetic.empty() ? make_dataset_source(opt) : make_synthetic_source(opt);
-  Trainer trainer(opt, std::move(source));
+      opt.synthetic.empty() ? make_dataset_source(opt, parallel.dp_rank(), parallel.dp_size())
+                            : make_synthetic_source(opt, parallel.dp_rank(), parallel.dp_size());
+  Trainer trainer(opt, std::move(source), &parallel);
   if (!plan.from.empty()) {
     TrainingState s = trainer.resume(plan.from);
-    std::cout << "tfm train: resumed from " << plan.from << " (step " << s.step << ")" << std::endl;
-    std::string changed = changed_options(s.config, opt.resolved());
-    if (!changed.empty()) std::cout << "  options changed since that checkpoint: " << changed << std::endl;
+    if (root) {
+      std::cout << "tfm train: resumed from " << plan.from << " (step " << s.step << ")" << std::endl;
+      std::string changed = changed_options(s.config, opt.resolved());
+      if (!changed.empty()) std::cout << "  options changed since that checkpoint: " << changed << std::endl;
+    }
   }
-  discard_for_resume(plan);
+  if (root) discard_for_resume(plan);
+  host_barrier(&parallel);
   StopSignals signals;
   trainer.run();
   return 0;
+}
+
+}  // namespace
+
+int train_main(int argc, char** argv) {
+  // Under mpirun or srun every rank runs this; started plainly, a world of one without MPI.
+  comm::World world;
+  try {
+    return train_on(world, argc, argv);
+  } catch (const Error& e) {
+    // One rank's failure must not leave the others waiting in a collective: end the whole job.
+    if (world.size() > 1) world.abort(2, cat("tfm train: error: ", e.what()));
+    throw;
+  }
 }
 
 }  // namespace tfm

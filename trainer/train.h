@@ -2,19 +2,30 @@
 //   for each optimiser step:
 //     zero the gradients
 //     for each of `accumulate` micro-batches: forward + backward, gradients scaled by
-//       1 / (target tokens in the whole step), so accumulation equals one big batch
+//       1 / (target tokens in the whole step, over every data-parallel rank), so accumulation
+//       and data parallelism both equal one big batch
+//     data parallelism: gradient buckets all-reduced (or reduce-scattered, ZeRO-1) over the DP
+//       group while the last micro-batch's backward is still running (comm/gradient_reducer.h)
 //     clip the global gradient norm (optional); skip the step if it is not finite
-//     Adam with the Noam learning rate
-//     log: progress line on the terminal, a record in RUN_DIR/metrics.jsonl
+//     Adam with the Noam learning rate (ZeRO-1: on this rank's share, then all-gather)
+//     log: progress line on the terminal, a record in RUN_DIR/metrics.jsonl (world rank 0)
 //     every --save-every steps, at the end, and when SIGTERM/SIGINT asks to stop: a checkpoint
+//       of the logical tensors, gathered and written by world rank 0
 // Resuming restores the weights, the Adam moments, the step (which fixes the learning rate and
 // the dropout seeds, both pure functions of seed and step) and the data position, so a resumed
-// run computes bit for bit what the uninterrupted run would have (on CPU).
+// run computes bit for bit what the uninterrupted run would have (on CPU) — under any DP × TP
+// layout up to the order of floating-point sums.
+//
+// Which micro-batch a rank trains on, and its dropout masks, depend only on its global index
+// g = micro · DP + dp_rank within the step: DP = k with --accumulate A sees the batches and the
+// masks of one process with --accumulate k·A.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "comm/gradient_reducer.h"
+#include "comm/grid.h"
 #include "kernels/core/arena.h"
 #include "kernels/core/buffer.h"
 #include "kernels/core/context.h"
@@ -37,13 +48,21 @@ class BatchSource {
   virtual void restore(const std::string& position);
   // The SentencePiece model of the data, copied into checkpoints ("" for synthetic tasks).
   virtual std::string tokenizer_path() const { return ""; }
+  // The prepared dataset and the split translated for BLEU ("" for synthetic tasks or when the
+  // dataset has no valid split).
+  virtual std::string dataset_dir() const { return ""; }
+  virtual std::string bleu_split() const { return ""; }
 };
 
-std::unique_ptr<BatchSource> make_synthetic_source(const TrainOptions& o);
+// Data-parallel rank `dp_rank` of `dp_size` takes global batches dp_rank, dp_rank + dp_size, …
+// of the same sequence one process would see (so its position is global and a run can resume at
+// another DP size).
+std::unique_ptr<BatchSource> make_synthetic_source(const TrainOptions& o, int dp_rank = 0,
+                                                   int dp_size = 1);
 // The train split of a prepared dataset (shuffled, token-budget batches) and its valid split
 // (one pass in order, at most eval_batches batches) for evaluation. Sets o.model.vocab_size from
 // the dataset's manifest.
-std::unique_ptr<BatchSource> make_dataset_source(TrainOptions& o);
+std::unique_ptr<BatchSource> make_dataset_source(TrainOptions& o, int dp_rank = 0, int dp_size = 1);
 
 struct StepReport {
   int64_t step = 0;
@@ -56,13 +75,22 @@ struct StepReport {
 struct EvalReport {
   double loss = 0, nll = 0, perplexity = 0, accuracy = 0;
   int64_t tokens = 0;
+  bool has_bleu = false;       // --data with a valid split and --eval-bleu-sentences > 0
+  double bleu = 0;             // sacreBLEU's corpus BLEU of the translated valid sentences
+  std::string bleu_signature;  // "BLEU|nrefs:1|…" line as `tfm score` prints it
+  int64_t bleu_sentences = 0;
+  double bleu_seconds = 0;
 };
 
 class Trainer {
  public:
-  Trainer(const TrainOptions& options, std::unique_ptr<BatchSource> source);
+  // parallel: the process grid of this job (null: a world of one). With a grid, construction and
+  // every method below are collective over the world, called in the same order on every rank.
+  Trainer(const TrainOptions& options, std::unique_ptr<BatchSource> source,
+          comm::ParallelContext* parallel = nullptr);
+  ~Trainer();
   StepReport step();            // one optimiser step
-  EvalReport evaluate();        // on the held-out set, no dropout
+  EvalReport evaluate();        // on the held-out set, no dropout; BLEU when the data allows
   // The whole run with progress and metrics; returns the final evaluation.
   EvalReport run();
 
@@ -70,23 +98,44 @@ class Trainer {
   TrainingState state() const;
   std::string save();
   // Continues from a checkpoint: weights, Adam moments, step, data position. Refuses a checkpoint
-  // of another model (naming the tensor and both shapes, or the differing field) or seed.
+  // of another model (naming the tensor and both shapes, or the differing field) or seed. Any
+  // DP × TP layout can continue any checkpoint: tensors are stored whole.
   TrainingState resume(const std::string& checkpoint_dir);
 
   Transformer& model() { return model_; }
   int64_t steps_done() const { return step_; }
   const std::vector<StepReport>& history() const { return history_; }
+  // This rank's Adam moments: the whole flat buffer, or under ZeRO-1 the concatenation of the
+  // ranges it owns (owned_ranges()).
   const Tensor& adam_m() const { return adam_m_.tensor(); }
   const Tensor& adam_v() const { return adam_v_.tensor(); }
+  const std::vector<comm::ElementRange>& owned_ranges() const { return owned_; }
   BatchSource& source() { return *source_; }
+  // The gradient reducer of a data-parallel run (null otherwise), for its overlap statistics.
+  const comm::GradientReducer* reducer() const { return reducer_.get(); }
+  // --overlap-grad-reduce, switchable between steps (the overlap benchmark compares both).
+  void set_overlap_reduce(bool on) { opt_.overlap_reduce = on; }
+  bool is_root() const { return world_rank_ == 0; }  // prints, logs and writes checkpoints
 
  private:
+  bool stop_now();              // collective: did any rank receive SIGTERM/SIGINT?
+  double global_grad_sum_squares();
+  void ensure_logical_model();  // a TP = 1 model to gather shards into
+  void gather_full_moments(Buffer& m, Buffer& v);  // ZeRO-1: every rank's share, whole
+  void evaluate_bleu(EvalReport& e);
+
   TrainOptions opt_;
   std::unique_ptr<BatchSource> source_;
+  comm::ParallelContext* par_ = nullptr;
+  int world_rank_ = 0, world_size_ = 1, dp_rank_ = 0, dp_size_ = 1;
   Context ctx_;
   Arena arena_;
   Transformer model_;
-  Buffer adam_m_, adam_v_;  // Adam moments, flat like the parameters
+  std::unique_ptr<comm::GradientReducer> reducer_;
+  bool reducing_ = false;        // the hook forwards gradient reports only on a step's last micro-batch
+  std::vector<comm::ElementRange> owned_;  // what this rank's Adam updates
+  Buffer adam_m_, adam_v_;       // Adam moments of owned_, concatenated
+  std::unique_ptr<Transformer> logical_;  // TP > 1: the whole model, for checkpoints and BLEU
   int64_t step_ = 0;
   int64_t skipped_ = 0;      // steps skipped for a non-finite gradient, over the whole run
   int64_t saved_step_ = -1;  // the step of the newest checkpoint in options.out (-1: none) …

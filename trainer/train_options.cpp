@@ -64,6 +64,23 @@ po::options_description describe(TrainOptions& o) {
        "auto | fp32 | bf16 | fp16 (auto: fp32 on CPU)")
       ("threads", po::value(&o.threads)->default_value(o.threads), "CPU threads (0: all cores)");
 
+  po::options_description parallel("Parallelism (under mpirun or srun; --batch-tokens and "
+                                   "--accumulate are per data-parallel rank)");
+  parallel.add_options()
+      ("tp", po::value(&o.tp)->default_value(o.tp),
+       "tensor-parallel degree: heads, d_ff and the vocabulary are split over this many adjacent "
+       "ranks; data parallelism over the rest (DP = world size / TP)")
+      ("zero", po::value(&o.zero)->default_value(o.zero),
+       "1: ZeRO stage 1 — each data-parallel rank keeps and updates 1/DP of the Adam state "
+       "(reduce-scatter the gradients, all-gather the weights); 0: off")
+      ("bucket-mb", po::value(&o.bucket_mb)->default_value(o.bucket_mb),
+       "gradient all-reduce bucket size in MiB (a bucket is reduced as soon as backward has "
+       "produced it, while backward goes on)")
+      ("overlap-grad-reduce", po::value(&o.overlap_reduce)->default_value(o.overlap_reduce),
+       "1: reduce gradient buckets while backward runs; 0: only after it (for comparison)")
+      ("comm-timeout", po::value(&o.comm_timeout)->default_value(o.comm_timeout),
+       "seconds a collective may wait for a peer before the job ends naming it");
+
   po::options_description report("Reporting");
   report.add_options()
       ("log-every", po::value(&o.log_every)->default_value(o.log_every),
@@ -71,7 +88,12 @@ po::options_description describe(TrainOptions& o) {
       ("eval-every", po::value(&o.eval_every)->default_value(o.eval_every),
        "steps between evaluations on held-out data (0: at the end only)")
       ("eval-batches", po::value(&o.eval_batches)->default_value(o.eval_batches),
-       "batches per evaluation: the valid split's first N (--data) or N generated ones");
+       "batches per evaluation: the valid split's first N (--data) or N generated ones")
+      ("eval-bleu-sentences", po::value(&o.eval_bleu_sentences)->default_value(o.eval_bleu_sentences),
+       "--data: the valid split's first N sentences are translated for BLEU at each evaluation "
+       "(0: no BLEU)")
+      ("eval-beam", po::value(&o.eval_beam)->default_value(o.eval_beam),
+       "beam size for that translation (1: greedy)");
 
   po::options_description ckpt("Checkpoints");
   ckpt.add_options()
@@ -88,7 +110,7 @@ po::options_description describe(TrainOptions& o) {
        "older --resume PATH: discard RUN_DIR's newer checkpoints");
 
   po::options_description all;
-  all.add(what).add(how).add(report).add(ckpt);
+  all.add(what).add(how).add(parallel).add(report).add(ckpt);
   return all;
 }
 
@@ -161,6 +183,12 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   TFM_CHECK(!o.resume.empty(), "--resume: expected auto, none or a checkpoint directory");
   TFM_CHECK(o.clip_norm >= 0, "--clip-norm: must be ≥ 0, got ", o.clip_norm);
   TFM_CHECK(o.threads >= 0, "--threads: must be ≥ 0, got ", o.threads);
+  TFM_CHECK(o.tp >= 1, "--tp: must be at least 1, got ", o.tp);
+  TFM_CHECK(o.zero == 0 || o.zero == 1, "--zero: expected 0 or 1, got ", o.zero);
+  TFM_CHECK(o.bucket_mb > 0, "--bucket-mb: must be positive, got ", o.bucket_mb);
+  TFM_CHECK(o.comm_timeout > 0, "--comm-timeout: must be positive, got ", o.comm_timeout);
+  TFM_CHECK(o.eval_bleu_sentences >= 0, "--eval-bleu-sentences: must be ≥ 0, got ", o.eval_bleu_sentences);
+  TFM_CHECK(o.eval_beam >= 1, "--eval-beam: must be at least 1, got ", o.eval_beam);
   TFM_CHECK(o.adam_beta1 >= 0 && o.adam_beta1 < 1, "--adam-beta1: must be in [0, 1)");
   TFM_CHECK(o.adam_beta2 >= 0 && o.adam_beta2 < 1, "--adam-beta2: must be in [0, 1)");
   TFM_CHECK(o.adam_eps > 0, "--adam-eps: must be positive");
@@ -197,8 +225,13 @@ std::string TrainOptions::resolved() const {
              "adam-eps = ", adam_eps, "\n", "weight-decay = ", weight_decay, "\n",
              "clip-norm = ", clip_norm, "\n", "seed = ", seed, "\n", "device = ", device, "\n",
              "precision = ", precision, "\n", "threads = ", threads, "\n",
+             "tp = ", tp, "\n", "zero = ", zero, "\n", "bucket-mb = ", bucket_mb, "\n",
+             "overlap-grad-reduce = ", overlap_reduce ? 1 : 0, "\n",
+             "comm-timeout = ", comm_timeout, "\n",
              "log-every = ", log_every, "\n", "eval-every = ", eval_every, "\n",
-             "eval-batches = ", eval_batches, "\n", "save-every = ", save_every, "\n",
+             "eval-batches = ", eval_batches, "\n",
+             "eval-bleu-sentences = ", eval_bleu_sentences, "\n", "eval-beam = ", eval_beam, "\n",
+             "save-every = ", save_every, "\n",
              "keep = ", keep, "\n");
 }
 

@@ -32,10 +32,21 @@ struct TrainOptions {
   std::string precision = "auto";
   int threads = 0;              // 0: all cores
 
+  // Parallelism (under mpirun/srun; comm/grid.h). The world is DP × TP with DP = world / TP;
+  // batch_tokens and accumulate are per DP rank, so the global batch is DP times larger.
+  int tp = 1;                   // tensor-parallel degree
+  int zero = 0;                 // 1: ZeRO stage 1 (Adam state sharded over the DP group)
+  double bucket_mb = 25;        // gradient all-reduce bucket size
+  bool overlap_reduce = true;   // start a bucket's all-reduce during backward (false: after it)
+  double comm_timeout = 300;    // seconds before a stuck collective ends the job
+
   // Reporting.
   int64_t log_every = 10;
   int64_t eval_every = 0;       // 0: only at the end
   int64_t eval_batches = 8;     // held-out batches per evaluation (synthetic task)
+  int64_t eval_bleu_sentences = 200;  // --data: valid sentences decoded for BLEU per evaluation
+                                      // (0: no BLEU)
+  int eval_beam = 4;            // beam size of that decoding (1: greedy)
 
   // Checkpoints (trainer/checkpoint.h) in RUN_DIR/checkpoints/.
   int64_t save_every = 1000;    // steps between checkpoints (0: only at the end); one is always

@@ -7,7 +7,10 @@
 // projection [B, T, 3·D] is passed as q = k = v with columns 0, D, 2·D.
 // Masks: key j of batch b is visible iff j < key_lengths[b] (padding), and, when causal, j ≤ i
 // (causal needs Tq == Tk). Every query sees at least key 0, so no row is empty.
-// Dropout on the probabilities: element ((b·H + h)·Tq + i)·Tk + j of the DropoutSpec's range.
+// Dropout on the probabilities: element ((b·H + h)·Tq + i)·Tk + j of the DropoutSpec's range,
+// mapped by dropout_element(). Tensor parallelism: a call holding heads [h0, h0 + H) of H_total
+// passes dropout_column_block(spec, H·Tq·Tk, H_total·Tq·Tk, h0·Tq·Tk) and draws exactly those
+// heads' mask of the unsharded call (a block must be a whole number of rows of Tk).
 // Saved for backward: lse [B, H, Tq] (log-sum-exp of the scaled, masked scores), in the
 // accumulation type. The CUDA twin never materialises the Tq × Tk matrix.
 // CPU twin (attention_cpu.cpp): key_lengths in host memory; per thread a Tq × Tk scratch (two in

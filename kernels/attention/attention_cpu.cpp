@@ -12,6 +12,9 @@
 //                                              here it comes straight from P, so `out` is only
 //                                              checked for shape)
 //   dQ_h = dS K_h / √d_k;  dK_h = dSᵀ Q_h / √d_k
+// Dropout element ((b·H + h)·Tq + i)·Tk + j goes through dropout_element(), so a call holding
+// heads [h0, h0 + H) of H_total (tensor parallelism; spec from dropout_column_block) draws the
+// mask those heads have in the unsharded call.
 // Keys at or past key_lengths[b] are invisible to every query of batch b, so the GEMMs run over
 // the first L_b keys only, and rows L_b.. of dK_h and dV_h are written as zeros.
 //
@@ -87,6 +90,15 @@ Dims validate_inputs(const Context& ctx, const AttentionArgs& a, const Tensor& q
   expect_columns(op, "v", a.v_col, d.D, d.wv);
   TFM_CHECK(a.dropout.p >= 0.0f && a.dropout.p < 1.0f, op, ": dropout rate ", a.dropout.p,
             " is outside [0, 1)");
+  // Under tensor parallelism the spec may describe this call's heads as a column block of the
+  // full [B, H_total, Tq, Tk] probabilities (dropout_column_block). Both twins map each row's
+  // base only, so a block must hold whole rows of Tk keys and lie inside its logical row.
+  TFM_CHECK(a.dropout.block == 0 || (a.dropout.block % uint64_t(d.Tk) == 0 &&
+                                     a.dropout.block_start + a.dropout.block <=
+                                         a.dropout.block_stride),
+            op, ": dropout column block ", a.dropout.block, " (start ", a.dropout.block_start,
+            ", stride ", a.dropout.block_stride, ") is not a whole number of rows of Tk = ",
+            d.Tk, " inside its logical row");
   TFM_CHECK(key_lengths.defined(), op, ": key_lengths [B] is required");
   expect_shape(key_lengths, {d.B}, op, "key_lengths");
   expect_dtype(key_lengths, DType::i32, op, "key_lengths");
@@ -158,14 +170,17 @@ void for_each_head(const Dims& d, int64_t slots, F&& body) {
 }
 
 // mult[j] = keep(first + j) / (1 − p), or 0 when dropped, for j < n: the same mask as
-// dropout_keep(), with Philox called once per four consecutive elements.
+// dropout_keep(), with Philox called once per four consecutive elements. first is a row base
+// ((b·H + h)·Tq + i)·Tk; the row's n ≤ Tk elements are contiguous in the logical tensor too (a
+// column block is a whole number of rows, checked in validate_inputs), so only the base is mapped.
 template <class A>
 void dropout_multipliers(const DropoutSpec& spec, uint64_t first, int64_t n, A* mult) {
   const A kept = A(1.0 / (1.0 - double(spec.p)));
   const uint32_t threshold = dropout_threshold(spec.p);
+  const uint64_t e0 = dropout_element(spec, first);
   Philox4 block{};
   for (int64_t j = 0; j < n; ++j) {
-    uint64_t e = spec.offset + first + uint64_t(j);
+    uint64_t e = e0 + uint64_t(j);
     if (j == 0 || (e & 3) == 0) block = philox4x32_10(spec.seed, e >> 2);
     mult[j] = block.x[e & 3] >= threshold ? kept : A(0);
   }

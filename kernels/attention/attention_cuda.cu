@@ -52,7 +52,7 @@ struct Geo {
   float scale = 0;          // 1/√dk
   float scale_log2 = 0;     // log2(e)/√dk
   bool dropout = false;
-  uint64_t seed = 0, offset = 0;
+  DropoutSpec drop;         // seed, offset and (tensor parallelism) the column block of the heads
   uint32_t threshold = 0;   // keep iff bits >= threshold (dropout_threshold)
   float keep_scale = 1;     // 1/(1 − p)
 };
@@ -79,22 +79,27 @@ __device__ __forceinline__ uint32_t philox_word(const Philox4& r, uint32_t w) {
   return w == 0 ? r.x[0] : (w == 1 ? r.x[1] : (w == 2 ? r.x[2] : r.x[3]));
 }
 
-// Dropout multiplier of probability element e (index relative to the DropoutSpec's offset):
-// 1/(1 − p) when kept, else 0. The same mask as dropout_keep() and the CPU twin.
+// Dropout multiplier of probability element e (local index ((b·H + h)·Tq + i)·Tk + j, mapped by
+// dropout_element(): offset, and the heads' column block under tensor parallelism): 1/(1 − p)
+// when kept, else 0. The same mask as dropout_keep() and the CPU twin.
 __device__ __forceinline__ float drop_mult(const Geo& g, uint64_t e) {
-  const uint64_t x = g.offset + e;
-  return philox_word(philox4x32_10(g.seed, x >> 2), uint32_t(x & 3)) >= g.threshold
+  const uint64_t x = dropout_element(g.drop, e);
+  return philox_word(philox4x32_10(g.drop.seed, x >> 2), uint32_t(x & 3)) >= g.threshold
              ? g.keep_scale
              : 0.f;
 }
 
-// Multipliers of elements e and e + 1: one Philox call when they share a counter.
+// Multipliers of elements e and e + 1: one Philox call when they share a counter. Each element
+// is mapped on its own: e + 1 may start the next row (odd Tk, past the last key) and so, under
+// a column block, lie far from e in the logical tensor.
 __device__ __forceinline__ void drop_mult2(const Geo& g, uint64_t e, float& m0, float& m1) {
-  const uint64_t x = g.offset + e;
-  const uint32_t w = uint32_t(x & 3);
-  const Philox4 r = philox4x32_10(g.seed, x >> 2);
-  m0 = philox_word(r, w) >= g.threshold ? g.keep_scale : 0.f;
-  const uint32_t bits1 = w < 3 ? philox_word(r, w + 1) : philox4x32_10(g.seed, (x >> 2) + 1).x[0];
+  const uint64_t x0 = dropout_element(g.drop, e);
+  const uint64_t x1 = g.drop.block == 0 ? x0 + 1 : dropout_element(g.drop, e + 1);
+  const Philox4 r = philox4x32_10(g.drop.seed, x0 >> 2);
+  m0 = philox_word(r, uint32_t(x0 & 3)) >= g.threshold ? g.keep_scale : 0.f;
+  const uint32_t bits1 = (x1 >> 2) == (x0 >> 2) ? philox_word(r, uint32_t(x1 & 3))
+                                                : philox_word(philox4x32_10(g.drop.seed, x1 >> 2),
+                                                              uint32_t(x1 & 3));
   m1 = bits1 >= g.threshold ? g.keep_scale : 0.f;
 }
 
@@ -923,8 +928,7 @@ Geo make_geo(const AttentionArgs& a, const Tensor& q, const Tensor& k, const Ten
   g.scale = float(1.0 / std::sqrt(double(a.head_dim)));
   g.scale_log2 = float(1.4426950408889634 / std::sqrt(double(a.head_dim)));
   g.dropout = a.dropout.active();
-  g.seed = a.dropout.seed;
-  g.offset = a.dropout.offset;
+  g.drop = a.dropout;
   g.threshold = dropout_threshold(a.dropout.p);
   g.keep_scale = float(1.0 / (1.0 - double(a.dropout.p)));
   return g;

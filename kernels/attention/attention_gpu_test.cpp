@@ -4,8 +4,8 @@
 // and odd ones that force the element-wise path), head dims 32/64/128 and padded ones (7, 40,
 // 96); f32, bf16 and f16, and bf16 also through the SIMT kernels. Outputs are poisoned (NaN)
 // first; gradient columns outside the heads hold canary values that must survive. Dropout
-// masks are compared exactly through a V of one-hot rows (out = P' itself). Skipped without a
-// GPU.
+// masks are compared exactly through a V of one-hot rows (out = P' itself), also for a head
+// block of a larger call (tensor parallelism). Skipped without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention/attention.h"
@@ -376,6 +377,60 @@ TEST(AttentionGpu, DropoutMaskEqualsTheCpuTwins) {
         EXPECT_GT(zeros, want.numel() / 4);  // the mask did drop (p = 0.5)
         EXPECT_LE(block_error(got, want, 0, c.D()), gt::tolerance(dt));
       }
+}
+
+// Tensor parallelism: this call holds heads [h0, h0 + H) of H_total, its dropout spec from
+// dropout_column_block. The CUDA twin must map probability elements as the CPU twin does (the
+// CPU twin's equality with the unsharded call is tested in attention_test.cpp): forward, backward
+// and the exact mask (one-hot V as above). Odd Tk, so element pairs cross rows and Philox groups.
+TEST(AttentionGpu, HeadBlockDropoutMatchesCpuTwin) {
+  TFM_SKIP_WITHOUT_GPU();
+  const int64_t H_total = 7;
+  for (int causal = 0; causal < 2; ++causal)
+    for (auto [h0, Hl] : {std::pair<int64_t, int64_t>{0, 3}, {3, 3}, {5, 2}}) {
+      Case c;
+      c.B = 2, c.Tq = c.Tk = 17, c.H = Hl, c.dk = 32, c.causal = causal, c.dropout = 0.5f;
+      c.layout = causal ? Layout::fused : Layout::odd;
+      c.lengths = {17, 12};
+      Problem pr(c, 700 + uint64_t(h0) + 10 * uint64_t(causal));
+      const int64_t hq = c.Tq * c.Tk;
+      pr.args.dropout = dropout_column_block(pr.args.dropout, Hl * hq, H_total * hq, h0 * hq);
+      SCOPED_TRACE(cat("heads [", h0, ", ", h0 + Hl, ") of ", H_total));
+      for (DType dt : kDtypes) check_problem(pr, dt, false);
+      check_problem(pr, DType::bf16, true);
+    }
+  // The exact mask through a one-hot V.
+  for (DType dt : kDtypes) {
+    Case c;
+    c.B = 2, c.Tq = c.Tk = 17, c.H = 2, c.dk = 32, c.dropout = 0.5f, c.layout = Layout::aligned;
+    c.lengths = {17, 12};
+    Problem pr(c, 720);
+    const int64_t hq = c.Tq * c.Tk;
+    pr.args.dropout = dropout_column_block(pr.args.dropout, 2 * hq, 5 * hq, 3 * hq);
+    float* v = pr.v.as<float>();
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t j = 0; j < c.Tk; ++j)
+        for (int64_t h = 0; h < c.H; ++h)
+          for (int64_t d = 0; d < c.dk; ++d)
+            v[(b * c.Tk + j) * pr.pv.width + pr.pv.col + h * c.dk + d] = d == j ? 1.f : 0.f;
+    SCOPED_TRACE(cat("one-hot V, dtype=", dtype_name(dt)));
+    gt::GpuEnv env;
+    Buffer d_q = gt::to_device(pr.q, dt), d_k = gt::to_device(pr.k, dt);
+    Buffer d_v = gt::to_device(pr.v, dt), d_len = gt::to_device(pr.lengths);
+    Buffer d_out(dt, {c.B, c.Tq, c.D()}, Device::cuda);
+    Buffer d_lse(DType::f32, {c.B, c.H, c.Tq}, Device::cuda);
+    gt::poison_device(d_out);
+    attention_forward(env.ctx, pr.args, d_q, d_k, d_v, d_len, d_out, d_lse);
+    Buffer r_q = gt::rounded(pr.q, dt, DType::f64), r_k = gt::rounded(pr.k, dt, DType::f64);
+    Buffer r_v = gt::rounded(pr.v, dt, DType::f64);
+    Buffer want(DType::f64, {c.B, c.Tq, c.D()}), want_lse(DType::f64, {c.B, c.H, c.Tq});
+    attention_forward(testing::cpu_context(), pr.args, r_q, r_k, r_v, pr.lengths, want, want_lse);
+    Buffer got = gt::to_host(d_out, DType::f64);
+    int64_t mismatches = 0;
+    for (int64_t i = 0; i < want.numel(); ++i)
+      mismatches += (want.as<double>()[i] == 0.0) != (got.as<double>()[i] == 0.0);
+    EXPECT_EQ(mismatches, 0) << "of " << want.numel() << " probabilities";
+  }
 }
 
 TEST(AttentionGpu, BackwardIsDeterministic) {

@@ -1,7 +1,8 @@
 // Tests of the attention CPU twin: forward against the definition written out in double
 // (explicit scores, masks, softmax, dropout, per head), finite-difference gradients of q, k, v
 // (fused QKV buffer and separate tensors, dropout off and on), float against double, thread-count
-// independence, the columns backward must and must not write, and argument checks.
+// independence, the columns backward must and must not write, argument checks, and head blocks
+// (tensor parallelism) drawing the dropout mask of those heads in the unsharded call.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -261,6 +262,104 @@ Results<T> run_both(const Problem& p, Inputs<T>& in, const Buffer& dout,
   attention_forward(ctx, in.args, in.q, in.k, in.v, in.lengths, r.out, r.lse);
   attention_backward(ctx, in.args, in.q, in.k, in.v, in.lengths, r.out, r.lse, dout, r.dq, dk, dv);
   return r;
+}
+
+// Columns [c0, c0 + w) of a [B, T, W] buffer as a new [B, T, w] buffer.
+template <class T>
+Buffer columns(const Tensor& x, int64_t c0, int64_t w) {
+  const int64_t rows = x.dim(0) * x.dim(1), W = x.dim(2);
+  Buffer out(x.dtype, {x.dim(0), x.dim(1), w});
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < w; ++c) out.as<T>()[r * w + c] = x.as<T>()[r * W + c0 + c];
+  return out;
+}
+
+// Tensor parallelism: a rank holding heads [h0, h0 + Hl) of p.H (q, k, v holding just those
+// heads' columns) with the spec dropout_column_block(spec, Hl·Tq·Tk, H·Tq·Tk, h0·Tq·Tk) computes
+// exactly those heads of the unsharded call: out, lse, dq, dk, dv. Dropout is on, so a mask
+// drawn at the wrong elements would show; the unmapped spec is checked to differ.
+template <class T>
+void check_head_block(const Problem& p, int64_t h0, int64_t Hl, uint64_t seed, double tol) {
+  SCOPED_TRACE(cat(describe(p), " heads [", h0, ", ", h0 + Hl, ")"));
+  Inputs<T> full(p, seed);
+  Buffer dout = testing::random_buffer<T>({p.B, p.Tq, p.D()}, seed + 50);
+  Results<T> want = run_both(p, full, dout);
+
+  const int64_t dk = p.dk, Dl = Hl * dk, hq = p.Tq * p.Tk;
+  Problem pl = p;
+  pl.H = Hl;
+  pl.fused = false;
+  Buffer q = columns<T>(full.q, full.args.q_col + h0 * dk, Dl);
+  Buffer k = columns<T>(full.k, full.args.k_col + h0 * dk, Dl);
+  Buffer v = columns<T>(full.v, full.args.v_col + h0 * dk, Dl);
+  Buffer doutl = columns<T>(dout, h0 * dk, Dl);
+  AttentionArgs args = full.args;
+  args.heads = Hl;
+  args.q_col = args.k_col = args.v_col = 0;
+  args.dropout = dropout_column_block(full.args.dropout, Hl * hq, p.H * hq, h0 * hq);
+
+  Context ctx = testing::cpu_context();
+  Buffer out(dtype_of<T>(), {p.B, p.Tq, Dl}), lse(dtype_of<T>(), {p.B, Hl, p.Tq});
+  Buffer dq(dtype_of<T>(), {p.B, p.Tq, Dl}), dkb(dtype_of<T>(), {p.B, p.Tk, Dl});
+  Buffer dv(dtype_of<T>(), {p.B, p.Tk, Dl});
+  for (const Buffer* b : {&out, &lse, &dq, &dkb, &dv}) testing::poison(*b);
+  attention_forward(ctx, args, q, k, v, full.lengths, out, lse);
+  attention_backward(ctx, args, q, k, v, full.lengths, out, lse, doutl, dq, dkb, dv);
+
+  auto expect_columns_equal = [&](const Buffer& got, const Tensor& whole, int64_t col,
+                                  const char* name) {
+    Buffer w = columns<T>(whole, col, Dl);
+    EXPECT_LE(testing::max_rel_error(got, w, 1.0), tol) << name;
+  };
+  expect_columns_equal(out, want.out, h0 * dk, "out");
+  const Tensor& wdq = want.dq;
+  const Tensor& wdk = p.fused ? want.dq.tensor() : want.dk.tensor();
+  const Tensor& wdv = p.fused ? want.dq.tensor() : want.dv.tensor();
+  expect_columns_equal(dq, wdq, full.args.q_col + h0 * dk, "dq");
+  expect_columns_equal(dkb, wdk, full.args.k_col + h0 * dk, "dk");
+  expect_columns_equal(dv, wdv, full.args.v_col + h0 * dk, "dv");
+  double lse_err = 0;
+  for (int64_t b = 0; b < p.B; ++b)
+    for (int64_t h = 0; h < Hl; ++h)
+      for (int64_t i = 0; i < p.Tq; ++i)
+        lse_err = std::max(lse_err, std::abs(double(lse.as<T>()[(b * Hl + h) * p.Tq + i]) -
+                                             double(want.lse.template as<T>()[(b * p.H + h0 + h) * p.Tq + i])));
+  EXPECT_LE(lse_err, tol) << "lse";
+
+  // The premise: without the block mapping a shard not starting at head 0 draws another mask.
+  if (h0 > 0 && Hl < p.H) {
+    AttentionArgs unmapped = args;
+    unmapped.dropout = full.args.dropout;
+    Buffer out2(dtype_of<T>(), {p.B, p.Tq, Dl}), lse2(dtype_of<T>(), {p.B, Hl, p.Tq});
+    attention_forward(ctx, unmapped, q, k, v, full.lengths, out2, lse2);
+    EXPECT_GT(testing::max_rel_error(out2, out, 1.0), 1e-3) << "unmapped spec drew the same mask";
+  }
+}
+
+TEST(Attention, HeadBlockWithDropoutEqualsThoseHeadsOfTheFullCall) {
+  uint64_t seed = 70;
+  // Self-attention (fused, causal and not, padding) and cross-attention with padding; odd Tk so
+  // rows cut Philox groups; every split of 5 heads over 2 and 3 ranks (uneven blocks too).
+  const Problem cases[] = {Problem{2, 7, 7, 5, 3, true, true, 0.3f, {7, 4}},
+                           Problem{2, 7, 7, 5, 3, false, true, 0.3f, {5, 7}},
+                           Problem{3, 5, 9, 5, 4, false, false, 0.5f, {9, 2, 6}}};
+  for (const Problem& p : cases)
+    for (auto [h0, Hl] : {std::pair<int64_t, int64_t>{0, 3}, {3, 2}, {0, 2}, {2, 2}, {4, 1},
+                          {1, 4}, {0, 5}}) {
+      check_head_block<double>(p, h0, Hl, seed, 1e-12);
+      check_head_block<float>(p, h0, Hl, seed, 1e-5);
+      ++seed;
+    }
+}
+
+TEST(Attention, RejectsAHeadBlockThatIsNotWholeRows) {
+  Context ctx = testing::cpu_context();
+  Problem p{1, 4, 6, 2, 3, false, false, 0.1f, {6}};
+  Inputs<double> in(p, 61);
+  Buffer out(DType::f64, {p.B, p.Tq, p.D()}), lse(DType::f64, {p.B, p.H, p.Tq});
+  AttentionArgs a = in.args;
+  a.dropout = dropout_column_block(a.dropout, 2 * 4 * 6 - 3, 3 * 4 * 6, 5);
+  EXPECT_THROW(attention_forward(ctx, a, in.q, in.k, in.v, in.lengths, out, lse), Error);
 }
 
 TEST(Attention, BackwardWritesExactlyTheHeadColumns) {

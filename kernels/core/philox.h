@@ -3,10 +3,17 @@
 // and backward regenerates the forward mask instead of storing it.
 //
 // Element convention shared by every op that draws randomness: element e (global index, i.e.
-// DropoutSpec::offset + local index) uses word (e % 4) of philox(seed, counter = e / 4). A thread
-// that handles four consecutive elements therefore calls Philox once.
+// DropoutSpec::offset + logical index) uses word (e % 4) of philox(seed, counter = e / 4). A
+// thread that handles four consecutive elements therefore calls Philox once.
+//
+// The logical index is the element's index in the whole (unsharded) tensor. A call that holds
+// only a column block of it (tensor parallelism: one rank's share of the FFN hidden columns or of
+// the attention heads) describes the block in its DropoutSpec (dropout_column_block()), so the
+// mask of every element is the one it has in the unsharded model whatever the TP degree.
 #pragma once
 #include <cstdint>
+
+#include "kernels/core/check.h"
 
 #if defined(__CUDACC__)
 #define TFM_HD __host__ __device__ __forceinline__
@@ -56,11 +63,39 @@ struct DropoutSpec {
   float p = 0.0f;
   uint64_t seed = 0;
   uint64_t offset = 0;
+  // Column block of a larger logical tensor (tensor parallelism): when block > 0, local element i
+  // is logical element (i / block)·block_stride + block_start + i % block; block == 0: i itself.
+  uint64_t block = 0, block_stride = 0, block_start = 0;
   bool active() const { return p > 0.0f; }
 };
 
+// The global element (offset + logical index) that local element i of a call draws.
+TFM_HD uint64_t dropout_element(const DropoutSpec& d, uint64_t i) {
+  if (d.block == 0) return d.offset + i;
+  return d.offset + (i / d.block) * d.block_stride + d.block_start + i % d.block;
+}
+
 TFM_HD bool dropout_keep(const DropoutSpec& d, uint64_t local_index) {
-  return philox_bits(d.seed, d.offset + local_index) >= dropout_threshold(d.p);
+  return philox_bits(d.seed, dropout_element(d, local_index)) >= dropout_threshold(d.p);
+}
+
+// The spec for a call holding columns [first_col, first_col + local_cols) of every row of a
+// logical tensor with total_cols columns, given the spec of the whole tensor. "Columns" are any
+// trailing block: for attention probabilities [B, H, Tq, Tk] of heads [h0, h0 + Hl), pass
+// local_cols = Hl·Tq·Tk, total_cols = H·Tq·Tk, first_col = h0·Tq·Tk. When the call holds every
+// column the spec is returned unchanged (block == 0, the contiguous fast paths). Composing two
+// blocks is not supported (d must not already describe one).
+inline DropoutSpec dropout_column_block(DropoutSpec d, int64_t local_cols, int64_t total_cols,
+                                        int64_t first_col) {
+  TFM_CHECK(d.block == 0, "dropout_column_block: the spec already describes a column block");
+  TFM_CHECK(local_cols >= 1 && first_col >= 0 && first_col + local_cols <= total_cols,
+            "dropout_column_block: columns [", first_col, ", ", first_col + local_cols,
+            ") do not fit in ", total_cols, " columns");
+  if (local_cols == total_cols) return d;
+  d.block = uint64_t(local_cols);
+  d.block_stride = uint64_t(total_cols);
+  d.block_start = uint64_t(first_col);
+  return d;
 }
 
 }  // namespace tfm

@@ -4,7 +4,9 @@
 //   merged over the block: (m1, s1) ⊕ (m2, s2) = (m, s1·e^(m1−m) + s2·e^(m2−m)), m = max(m1, m2)
 //   lse = m + log s;  nll = lse − x_y;  loss = (1 − ε)·nll + ε·(lse − Σx / V)
 // Backward: dx_v = grad_scale · (exp(x_v − lse) − ((1 − ε)·[v == y] + ε/V)), each element read
-// before the same thread writes it, so dlogits may alias logits.
+// before the same thread writes it, so dlogits may alias logits. Vocabulary-parallel: column v is
+// class vocab_offset + v and V is vocab_total (backward); partial stats reuse forward's row pass,
+// and the combine merges the ranks' (lse_p, x_y, Σx) per row as the CPU twin does.
 #include <cmath>
 #include <cstdint>
 
@@ -36,15 +38,13 @@ __device__ __forceinline__ void rescale_to(float& m, float& s, float gmax) {
   }
 }
 
+// Row statistics of x [V] over the block: m = max x, s = Σ exp(x − m), sum = Σ x, in one read of
+// the row. Returns true on thread 0, which alone holds the merged values; the others return false.
 template <class T>
-__global__ void __launch_bounds__(kThreads)
-    forward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets, int64_t V,
-                   int32_t ignore_index, float eps, float* __restrict__ loss,
-                   float* __restrict__ nll, float* __restrict__ lse, bool vec) {
+__device__ __forceinline__ bool block_row_stats(const T* __restrict__ x, int64_t V, bool vec,
+                                                float& m, float& s, float& sum) {
   constexpr int K = kPack<T>;
-  const int64_t n = blockIdx.x;
-  const T* x = logits + n * V;
-  float m = -INFINITY, s = 0.f, sum = 0.f;
+  m = -INFINITY, s = 0.f, sum = 0.f;
   if (vec) {  // V % K == 0 and logits 16-byte aligned: every row is
     for (int64_t c = threadIdx.x; c < V / K; c += kThreads) {
       const Pack<T> p = load_pack(x + c * K);
@@ -86,12 +86,24 @@ __global__ void __launch_bounds__(kThreads)
     sh_sum[warp] = sum;
   }
   __syncthreads();
-  if (threadIdx.x != 0) return;
+  if (threadIdx.x != 0) return false;
   m = sh_m[0], s = sh_s[0], sum = sh_sum[0];
   for (int w = 1; w < kThreads / 32; ++w) {
     merge(m, s, sh_m[w], sh_s[w]);
     sum += sh_sum[w];
   }
+  return true;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    forward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets, int64_t V,
+                   int32_t ignore_index, float eps, float* __restrict__ loss,
+                   float* __restrict__ nll, float* __restrict__ lse, bool vec) {
+  const int64_t n = blockIdx.x;
+  const T* x = logits + n * V;
+  float m, s, sum;
+  if (!block_row_stats(x, V, vec, m, s, sum)) return;
   const float l = m + logf(s);
   lse[n] = l;
   const int32_t y = targets[n];
@@ -111,21 +123,23 @@ template <class T>
 __global__ void __launch_bounds__(kThreads)
     backward_kernel(const T* logits, const int32_t* __restrict__ targets,
                     const float* __restrict__ lse, int64_t V, int32_t ignore_index,
-                    float uniform, float gold, float scale, T* dlogits, bool vec) {
+                    float uniform, float gold, float scale, T* dlogits, bool vec,
+                    int64_t vocab_offset, int64_t vocab_total) {
   constexpr int K = kPack<T>;
   const int64_t n = blockIdx.x;
   const T* x = logits + n * V;  // may alias dx: no __restrict__
   T* dx = dlogits + n * V;
   const int32_t y = targets[n];
   const bool ignored = y == ignore_index;
-  const bool invalid = !ignored && (y < 0 || y >= V);
+  const bool invalid = !ignored && (y < 0 || y >= vocab_total);
+  const int64_t gold_col = int64_t(y) - vocab_offset;  // outside [0, V): another block's class
   if (invalid && threadIdx.x == 0) g_invalid_target = 1;
   const float l = lse[n];
   // dx for class v with logit xv; zero for ignored rows, NaN for invalid ones.
   auto grad = [&](int64_t v, float xv) -> float {
     if (ignored) return 0.f;
     if (invalid) return NAN;
-    const float target = uniform + (v == y ? gold : 0.f);
+    const float target = uniform + (v == gold_col ? gold : 0.f);
     return scale * (expf(xv - l) - target);
   };
   if (vec) {  // V % K == 0, logits and dlogits 16-byte aligned
@@ -140,6 +154,62 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t v = threadIdx.x; v < V; v += kThreads) {
       const float xv = to_float(x[v]);
       dx[v] = from_float<T>(grad(v, xv));
+    }
+  }
+}
+
+// Vocabulary-parallel stats of one block's row: {log Σ exp x, x[y − vocab_offset] or 0, Σ x}.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    partial_stats_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets,
+                         int64_t V, int32_t ignore_index, int64_t vocab_offset,
+                         float* __restrict__ stats, bool vec) {
+  const int64_t n = blockIdx.x;
+  const T* x = logits + n * V;
+  float m, s, sum;
+  if (!block_row_stats(x, V, vec, m, s, sum)) return;
+  const int32_t y = targets[n];
+  const int64_t col = int64_t(y) - vocab_offset;
+  float gold = 0.f;
+  if (y != ignore_index && y < 0) {
+    gold = NAN;
+    g_invalid_target = 1;
+  } else if (y != ignore_index && col >= 0 && col < V) {
+    gold = to_float(x[col]);
+  }
+  stats[3 * n + 0] = m + logf(s);
+  stats[3 * n + 1] = gold;
+  stats[3 * n + 2] = sum;
+}
+
+// One thread per row n: the P ranks' stats [P, N, 3] merged in rank order (as the CPU twin).
+__global__ void combine_stats_kernel(const float* __restrict__ st, const int32_t* __restrict__ targets,
+                                     int64_t P, int64_t N, int32_t ignore_index,
+                                     int64_t vocab_total, float eps, float* __restrict__ loss,
+                                     float* __restrict__ nll, float* __restrict__ lse) {
+  for (int64_t n = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; n < N;
+       n += int64_t(gridDim.x) * blockDim.x) {
+    float mx = st[3 * n];
+    for (int64_t p = 1; p < P; ++p) mx = fmaxf(mx, st[(p * N + n) * 3]);
+    float sum = 0.f, gold = 0.f, sum_x = 0.f;
+    for (int64_t p = 0; p < P; ++p) {
+      const float* s = st + (p * N + n) * 3;
+      sum += mx == -INFINITY ? 0.f : expf(s[0] - mx);
+      gold += s[1];
+      sum_x += s[2];
+    }
+    const float l = mx == -INFINITY ? mx : mx + logf(sum);
+    lse[n] = l;
+    const int32_t y = targets[n];
+    if (y == ignore_index) {
+      loss[n] = nll[n] = 0.f;
+    } else if (y < 0 || y >= vocab_total) {
+      loss[n] = nll[n] = NAN;
+      g_invalid_target = 1;
+    } else {
+      const float row_nll = l - gold;
+      nll[n] = row_nll;
+      loss[n] = (1.f - eps) * row_nll + eps * (l - sum_x / float(vocab_total));
     }
   }
 }
@@ -174,7 +244,8 @@ void cross_entropy_forward(const Context& ctx, const Tensor& logits, const Tenso
 
 void cross_entropy_backward(const Context& ctx, const Tensor& logits, const Tensor& targets,
                             const Tensor& lse, int32_t ignore_index, double smoothing,
-                            double grad_scale, const Tensor& dlogits) {
+                            double grad_scale, const Tensor& dlogits, int64_t vocab_offset,
+                            int64_t vocab_total) {
   const char* op = "cross_entropy_backward";
   const int64_t N = logits.dim(0), V = logits.dim(1);
   check_rows(N, op);
@@ -182,16 +253,49 @@ void cross_entropy_backward(const Context& ctx, const Tensor& logits, const Tens
   if (N == 0) return;
   // As the CPU twin: the smoothed target ε/V of every class and the gold class's extra 1 − ε,
   // computed in double and rounded once.
-  const float uniform = float(smoothing / double(V));
+  const float uniform = float(smoothing / double(vocab_total));
   const float gold = float(1.0 - smoothing);
   dispatch_gpu_float(logits.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const bool vec = V % kPack<T> == 0 && aligned16(logits.data) && aligned16(dlogits.data);
     backward_kernel<T><<<unsigned(N), kThreads, 0, stream_of(ctx)>>>(
         static_cast<const T*>(logits.data), targets.as<int32_t>(), lse.as<float>(), V,
-        ignore_index, uniform, gold, float(grad_scale), static_cast<T*>(dlogits.data), vec);
+        ignore_index, uniform, gold, float(grad_scale), static_cast<T*>(dlogits.data), vec,
+        vocab_offset, vocab_total);
     check_launch(op);
   });
+}
+
+void cross_entropy_partial_stats(const Context& ctx, const Tensor& logits_local,
+                                 const Tensor& targets, int32_t ignore_index, int64_t vocab_offset,
+                                 const Tensor& stats) {
+  const char* op = "cross_entropy_partial_stats";
+  const int64_t N = logits_local.dim(0), V = logits_local.dim(1);
+  check_rows(N, op);
+  expect_dtype(stats, DType::f32, op, "stats");
+  if (N == 0) return;
+  dispatch_gpu_float(logits_local.dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const bool vec = V % kPack<T> == 0 && aligned16(logits_local.data);
+    partial_stats_kernel<T><<<unsigned(N), kThreads, 0, stream_of(ctx)>>>(
+        static_cast<const T*>(logits_local.data), targets.as<int32_t>(), V, ignore_index,
+        vocab_offset, stats.as<float>(), vec);
+    check_launch(op);
+  });
+}
+
+void cross_entropy_combine_stats(const Context& ctx, const Tensor& stats_all,
+                                 const Tensor& targets, int32_t ignore_index, int64_t vocab_total,
+                                 double smoothing, const Tensor& loss, const Tensor& nll,
+                                 const Tensor& lse) {
+  const char* op = "cross_entropy_combine_stats";
+  const int64_t P = stats_all.dim(0), N = stats_all.dim(1);
+  expect_dtype(stats_all, DType::f32, op, "stats_all");
+  if (N == 0) return;
+  combine_stats_kernel<<<grid_for(N, kThreads), kThreads, 0, stream_of(ctx)>>>(
+      stats_all.as<float>(), targets.as<int32_t>(), P, N, ignore_index, vocab_total,
+      float(smoothing), loss.as<float>(), nll.as<float>(), lse.as<float>());
+  check_launch(op);
 }
 
 bool cross_entropy_invalid_target_seen(bool clear) {

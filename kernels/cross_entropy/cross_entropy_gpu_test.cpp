@@ -2,13 +2,15 @@
 // the GPU's dtype): loss, nll, lse and dlogits for f32, bf16 and f16, vocabularies that do and
 // do not fill 16-byte vectors, misaligned logits (element path), in-place backward (dlogits
 // aliasing logits), ignored rows, label smoothing on and off, and invalid target ids (NaN rows
-// and the device flag, no crash). Outputs are poisoned (NaN) first. Skipped without a GPU.
+// and the device flag, no crash); vocabulary-parallel partial stats, combine and block backward.
+// Outputs are poisoned (NaN) first. Skipped without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "kernels/core/gpu_testing.h"
@@ -139,6 +141,88 @@ TEST(CrossEntropyGpu, LargeVocabularies) {
   for (DType dt : {DType::f32, DType::bf16, DType::f16})
     for (int64_t V : {32000, 37003}) check_case(16, V, 0.1, dt, false, seed % 2 == 0, seed++);
   check_case(16, 32000, 0.1, DType::bf16, true, false, seed++);
+}
+
+// Vocabulary-parallel: per block, the CUDA partial stats match the CPU twin's; the CUDA combine
+// of the gathered stats matches the CPU combine (and the unsharded forward); the CUDA backward
+// of a block with the global lse matches the CPU twin's block. Uneven blocks, misaligned blocks.
+void check_vocab_parallel(int64_t N, int64_t V, int64_t P, double eps, DType dt, uint64_t seed) {
+  SCOPED_TRACE(cat("N=", N, " V=", V, " P=", P, " eps=", eps, " dtype=", dtype_name(dt)));
+  gt::GpuEnv env;
+  Context cpu = testing::cpu_context();
+  Buffer host = testing::random_buffer<float>({N, V}, seed, -8.0, 8.0);
+  Buffer targets = make_targets(N, V, uint32_t(seed));
+  Buffer d_targets = gt::to_device(targets);
+  Buffer r_full = gt::rounded(host, dt, DType::f64);
+  Buffer w_loss(DType::f64, {N}), w_nll(DType::f64, {N}), w_lse(DType::f64, {N});
+  cross_entropy_forward(cpu, r_full, targets, kIgnore, eps, w_loss, w_nll, w_lse);
+
+  const int64_t chunk = (V + P - 1) / P;
+  std::vector<Buffer> blocks;  // host f32 blocks
+  Buffer d_stats_all(DType::f32, {P, N, 3}, Device::cuda);
+  Buffer w_stats_all(DType::f64, {P, N, 3});
+  for (int64_t p = 0; p < P; ++p) {
+    const int64_t v0 = std::min(V, p * chunk), w = std::min(V, v0 + chunk) - v0;
+    Buffer b(DType::f32, {N, w});
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t v = 0; v < w; ++v) b.as<float>()[n * w + v] = host.as<float>()[n * V + v0 + v];
+    Buffer storage;
+    Tensor d_b = logits_on_device(b, dt, p % 2 == 1, storage);
+    Tensor d_st = d_stats_all.tensor().rows(p, 1);
+    d_st = Tensor(d_st.data, DType::f32, Device::cuda, {N, 3});
+    gt::poison_device(d_st);
+    cross_entropy_partial_stats(env.ctx, d_b, d_targets, kIgnore, v0, d_st);
+    Tensor w_st(w_stats_all.as<double>() + p * N * 3, DType::f64, Device::cpu, {N, 3});
+    cross_entropy_partial_stats(cpu, gt::rounded(b, dt, DType::f64), targets, kIgnore, v0, w_st);
+    Buffer got = gt::to_host(d_st, DType::f64);
+    for (int64_t n = 0; n < N; ++n) {
+      if (targets.as<int32_t>()[n] == kIgnore) continue;  // combine ignores those rows
+      for (int k = 0; k < 3; ++k) {
+        const double g = got.as<double>()[3 * n + k], e = w_st.as<double>()[3 * n + k];
+        ASSERT_NEAR(g, e, 1e-5 * std::max(1.0, std::abs(e))) << "stats[" << n << "][" << k << "]";
+      }
+    }
+    blocks.push_back(std::move(b));
+  }
+  Buffer d_loss(DType::f32, {N}, Device::cuda), d_nll(DType::f32, {N}, Device::cuda);
+  Buffer d_lse(DType::f32, {N}, Device::cuda);
+  for (const Buffer* b : {&d_loss, &d_nll, &d_lse}) gt::poison_device(*b);
+  cross_entropy_combine_stats(env.ctx, d_stats_all, d_targets, kIgnore, V, eps, d_loss, d_nll,
+                              d_lse);
+  EXPECT_LE(rel_error(gt::to_host(d_loss, DType::f64), w_loss, 1.0), 1e-5) << "loss";
+  EXPECT_LE(rel_error(gt::to_host(d_nll, DType::f64), w_nll, 1.0), 1e-5) << "nll";
+  EXPECT_LE(rel_error(gt::to_host(d_lse, DType::f64), w_lse, 1.0), 1e-5) << "lse";
+
+  const double grad_scale = 0.37;
+  for (int64_t p = 0; p < P; ++p) {
+    const int64_t v0 = std::min(V, p * chunk), w = blocks[size_t(p)].tensor().dim(1);
+    Buffer storage;
+    Tensor d_b = logits_on_device(blocks[size_t(p)], dt, p % 2 == 0, storage);
+    Buffer d_grad(dt, {N, w}, Device::cuda);
+    gt::poison_device(d_grad);
+    cross_entropy_backward(env.ctx, d_b, d_targets, d_lse, kIgnore, eps, grad_scale, d_grad, v0,
+                           V);
+    Buffer w_grad(DType::f64, {N, w});
+    cross_entropy_backward(cpu, gt::rounded(blocks[size_t(p)], dt, DType::f64), targets, w_lse,
+                           kIgnore, eps, grad_scale, w_grad, v0, V);
+    EXPECT_LE(rel_error(gt::to_host(d_grad, DType::f64), w_grad,
+                        1e-2 * std::max(max_abs(w_grad), 1e-6)),
+              gt::tolerance(dt))
+        << "dlogits block " << p;
+  }
+}
+
+TEST(CrossEntropyGpu, VocabParallelMatchesCpuTwin) {
+  TFM_SKIP_WITHOUT_GPU();
+  invalid_target_seen();
+  uint64_t seed = 200;
+  for (DType dt : {DType::f32, DType::bf16, DType::f16})
+    for (int64_t P : {1, 2, 3, 4})
+      for (double eps : {0.0, 0.1}) {
+        check_vocab_parallel(7, 37, P, eps, dt, seed++);
+        check_vocab_parallel(16, 4096, P, eps, dt, seed++);
+      }
+  EXPECT_FALSE(invalid_target_seen()) << "valid targets raised the invalid-target flag";
 }
 
 TEST(CrossEntropyGpu, InvalidTargetsGiveNanRowsAndRaiseTheFlag) {

@@ -2,13 +2,17 @@
 // formula evaluated naively in double; smoothing 0 gives loss == nll; ignored rows are zero with
 // zero gradient; gradient rows sum to zero and match finite differences; large logits stay
 // finite; float agrees with double; threads do not change results; bad targets and arguments
-// throw tfm::Error naming what was wrong.
+// throw tfm::Error naming what was wrong. Vocabulary-parallel (tensor parallelism): per-block
+// partial stats combined equal the full forward, per-block backward equals the full gradient's
+// columns.
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <utility>
+#include <algorithm>
 #include <vector>
 
 #include "kernels/cross_entropy/cross_entropy.h"
@@ -270,6 +274,145 @@ void expect_error(F&& fn, std::initializer_list<const char*> needles) {
     for (const char* needle : needles)
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
   }
+}
+
+// ---- Vocabulary-parallel cross-entropy (tensor parallelism) ------------------------------------
+
+// Columns [v0, v0 + w) of logits [N, V] as a new [N, w] buffer.
+template <class T>
+Buffer vocab_block(const Tensor& x, int64_t v0, int64_t w) {
+  const int64_t N = x.dim(0), V = x.dim(1);
+  Buffer out(x.dtype, {N, w});
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t v = 0; v < w; ++v) out.as<T>()[n * w + v] = x.as<T>()[n * V + v0 + v];
+  return out;
+}
+
+// The split of V classes over P ranks: P − 1 blocks of ⌈V/P⌉, the last one smaller (uneven when
+// P does not divide V). Returns the offsets, with V appended.
+std::vector<int64_t> vocab_split(int64_t V, int64_t P) {
+  std::vector<int64_t> off;
+  const int64_t chunk = (V + P - 1) / P;
+  for (int64_t p = 0; p < P; ++p) off.push_back(std::min(V, p * chunk));
+  off.push_back(V);
+  return off;
+}
+
+// For P ranks: partial stats of every block, gathered into [P, N, 3], combined == the full
+// forward (loss, nll, lse); backward of each block with the global lse == those columns of the
+// full backward.
+template <class T>
+void check_vocab_parallel(int64_t N, int64_t V, int64_t P, double eps, double tol) {
+  SCOPED_TRACE(cat("N=", N, " V=", V, " P=", P, " eps=", eps, " ", dtype_name(dtype_of<T>())));
+  using A = acc_t<T>;
+  Context ctx = testing::cpu_context();
+  const DType acc = dtype_of<A>();
+  Buffer logits = testing::random_buffer<T>({N, V}, uint64_t(N * 131 + V * 7 + P), -3.0, 3.0);
+  Buffer targets = make_targets(N, V, uint64_t(V + P), 4, kIgnore);
+  Buffer loss(acc, {N}), nll(acc, {N}), lse(acc, {N});
+  cross_entropy_forward(ctx, logits, targets, kIgnore, eps, loss, nll, lse);
+  Buffer dfull(dtype_of<T>(), {N, V});
+  const double grad_scale = 0.37;
+  cross_entropy_backward(ctx, logits, targets, lse, kIgnore, eps, grad_scale, dfull);
+
+  const std::vector<int64_t> off = vocab_split(V, P);
+  Buffer stats_all(acc, {P, N, 3});
+  for (int64_t p = 0; p < P; ++p) {
+    const int64_t w = off[size_t(p) + 1] - off[size_t(p)];
+    ASSERT_GE(w, 1);
+    Buffer block = vocab_block<T>(logits, off[size_t(p)], w);
+    Buffer stats(acc, {N, 3});
+    testing::poison(stats);
+    cross_entropy_partial_stats(ctx, block, targets, kIgnore, off[size_t(p)], stats);
+    std::memcpy(stats_all.as<A>() + p * N * 3, stats.as<A>(), size_t(N * 3) * sizeof(A));
+  }
+  Buffer ploss(acc, {N}), pnll(acc, {N}), plse(acc, {N});
+  for (const Buffer* b : {&ploss, &pnll, &plse}) testing::poison(*b);
+  cross_entropy_combine_stats(ctx, stats_all, targets, kIgnore, V, eps, ploss, pnll, plse);
+  EXPECT_LE(testing::max_rel_error(ploss, loss, 1.0), tol) << "loss";
+  EXPECT_LE(testing::max_rel_error(pnll, nll, 1.0), tol) << "nll";
+  EXPECT_LE(testing::max_rel_error(plse, lse, 1.0), tol) << "lse";
+  for (int64_t n = 0; n < N; ++n)
+    if (targets.as<int32_t>()[n] == kIgnore) {
+      ASSERT_EQ(ploss.as<A>()[n], A(0)) << "ignored row " << n;
+      ASSERT_EQ(pnll.as<A>()[n], A(0)) << "ignored row " << n;
+    }
+
+  // Backward per block from the combined (global) lse.
+  for (int64_t p = 0; p < P; ++p) {
+    const int64_t v0 = off[size_t(p)], w = off[size_t(p) + 1] - v0;
+    Buffer block = vocab_block<T>(logits, v0, w);
+    Buffer dblock(dtype_of<T>(), {N, w});
+    testing::poison(dblock);
+    cross_entropy_backward(ctx, block, targets, plse, kIgnore, eps, grad_scale, dblock, v0, V);
+    Buffer want = vocab_block<T>(dfull, v0, w);
+    EXPECT_LE(testing::max_abs_error(dblock, want), tol) << "dlogits block " << p;
+  }
+}
+
+TEST(CrossEntropy, VocabParallelStatsCombineToTheFullForwardAndBackward) {
+  for (int64_t P : {1, 2, 3, 4})
+    for (double eps : {0.0, 0.1})
+      for (auto [N, V] : {std::pair<int64_t, int64_t>{13, 10}, {7, 37}, {33, 1000}}) {
+        check_vocab_parallel<double>(N, V, P, eps, 1e-12);
+        check_vocab_parallel<float>(N, V, P, eps, 2e-6);
+      }
+}
+
+TEST(CrossEntropy, VocabParallelPartialStatsAreTheBlockSums) {
+  // stats[n] = {log Σ_block exp, x[y − offset] or 0, Σ_block x}; ignored rows carry no gold.
+  Context ctx = testing::cpu_context();
+  const int64_t N = 4, Vl = 5, offset = 10;
+  Buffer x = testing::random_buffer<double>({N, Vl}, 3);
+  Buffer t(DType::i32, {N});
+  const int32_t ids[] = {12, 3, kIgnore, 14};  // in block, another block's, ignored, last column
+  std::copy(ids, ids + N, t.as<int32_t>());
+  Buffer stats(DType::f64, {N, 3});
+  cross_entropy_partial_stats(ctx, x, t, kIgnore, offset, stats);
+  for (int64_t n = 0; n < N; ++n) {
+    double sum = 0, sum_exp = 0;
+    for (int64_t v = 0; v < Vl; ++v) {
+      sum += x.as<double>()[n * Vl + v];
+      sum_exp += std::exp(x.as<double>()[n * Vl + v]);
+    }
+    EXPECT_NEAR(stats.as<double>()[3 * n], std::log(sum_exp), 1e-14);
+    EXPECT_NEAR(stats.as<double>()[3 * n + 2], sum, 1e-14);
+  }
+  EXPECT_EQ(stats.as<double>()[1], x.as<double>()[0 * Vl + 2]);
+  EXPECT_EQ(stats.as<double>()[4], 0.0);
+  EXPECT_EQ(stats.as<double>()[3 * 2 + 1], 0.0);
+  EXPECT_EQ(stats.as<double>()[3 * 3 + 1], x.as<double>()[3 * Vl + 4]);
+}
+
+TEST(CrossEntropy, VocabParallelRejectsBadArguments) {
+  Context ctx = testing::cpu_context();
+  const int64_t N = 3, V = 8;
+  Buffer x = testing::random_buffer<float>({N, 4}, 5), d(DType::f32, {N, 4});
+  Buffer t(DType::i32, {N}), lse(DType::f32, {N});
+  const int32_t ids[] = {0, 7, kIgnore};
+  std::copy(ids, ids + N, t.as<int32_t>());
+  // Block past vocab_total, negative offset.
+  EXPECT_THROW(cross_entropy_backward(ctx, x, t, lse, kIgnore, 0.1, 1.0, d, 5, V), Error);
+  EXPECT_THROW(cross_entropy_backward(ctx, x, t, lse, kIgnore, 0.1, 1.0, d, -1, V), Error);
+  EXPECT_NO_THROW(cross_entropy_backward(ctx, x, t, lse, kIgnore, 0.1, 1.0, d, 4, V));
+  // A target past vocab_total.
+  t.as<int32_t>()[1] = 8;
+  EXPECT_THROW(cross_entropy_backward(ctx, x, t, lse, kIgnore, 0.1, 1.0, d, 4, V), Error);
+  Buffer stats_all(DType::f32, {2, N, 3}), loss(DType::f32, {N}), nll(DType::f32, {N});
+  std::fill_n(stats_all.as<float>(), stats_all.numel(), 0.0f);
+  EXPECT_THROW(cross_entropy_combine_stats(ctx, stats_all, t, kIgnore, V, 0.1, loss, nll, lse),
+               Error);
+  t.as<int32_t>()[1] = -5;
+  Buffer stats(DType::f32, {N, 3});
+  EXPECT_THROW(cross_entropy_partial_stats(ctx, x, t, kIgnore, 0, stats), Error);
+  t.as<int32_t>()[1] = 1;
+  Buffer stats_f64(DType::f64, {N, 3}), stats_bad(DType::f32, {N, 2});
+  EXPECT_THROW(cross_entropy_partial_stats(ctx, x, t, kIgnore, 0, stats_f64), Error);
+  EXPECT_THROW(cross_entropy_partial_stats(ctx, x, t, kIgnore, 0, stats_bad), Error);
+  Buffer lse_f64(DType::f64, {N});  // outputs must have stats' dtype
+  EXPECT_THROW(cross_entropy_combine_stats(ctx, stats_all, t, kIgnore, V, 0.1, loss, nll, lse_f64),
+               Error);
+  EXPECT_NO_THROW(cross_entropy_combine_stats(ctx, stats_all, t, kIgnore, V, 0.1, loss, nll, lse));
 }
 
 TEST(CrossEntropy, RejectsTargetsOutOfRangeNamingPositionAndId) {

@@ -1,10 +1,13 @@
 // CPU twin of inverted dropout (kernels/dropout/dropout.h) and its dispatchers.
 //   forward:  y[i]  = keep(i) ? x[i]  · 1/(1 − p) : 0
 //   backward: dx[i] = keep(i) ? dy[i] · 1/(1 − p) : 0      (the same mask, regenerated)
-//   keep(i) = dropout_keep(spec, i), i.e. philox_bits(seed, offset + i) ≥ dropout_threshold(p).
+//   keep(i) = dropout_keep(spec, i), i.e. philox_bits(seed, dropout_element(spec, i)) ≥
+//   dropout_threshold(p); dropout_element(spec, i) = offset + i unless the spec describes a
+//   column block of a larger tensor (tensor parallelism), where it maps i to its logical index.
 // Both directions are one masked scale, so they share one loop. The loop walks Philox counters
-// (groups of four consecutive global elements, kernels/core/philox.h), drawing each counter once;
-// the mask does not depend on how the groups are spread over threads. Output may alias input:
+// (groups of four consecutive global elements, kernels/core/philox.h), drawing each counter once,
+// over contiguous global ranges: the whole call when block == 0, else each local row of the
+// block. The mask does not depend on how ranges are spread over threads. Output may alias input:
 // element i is read before it is written and nothing else touches it.
 #include <algorithm>
 #include <cmath>
@@ -32,6 +35,40 @@ void check_dropout(const Context& ctx, const Tensor& in, const Tensor& out, cons
   // Written so that NaN fails too; p = 1 would divide by zero.
   TFM_CHECK(d.p >= 0.0f && d.p < 1.0f, op, ": dropout rate p = ", d.p,
             " is outside [0, 1)");
+  // A column block must lie inside its logical rows, else two local rows would share elements.
+  TFM_CHECK(d.block == 0 || d.block_start + d.block <= d.block_stride, op,
+            ": dropout column block [", d.block_start, ", ", d.block_start + d.block,
+            ") does not fit in rows of ", d.block_stride);
+}
+
+// Elements with global indices [e0, e1), stored contiguously at x and y: the random words of
+// up to kChunk Philox counters first (independent counters, so the compiler runs several Philox
+// streams side by side), then one plain pass over their elements; repeated until e1. The
+// store-then-zero form keeps y = 0 exactly where dropped.
+template <class T>
+void masked_scale_span(const T* x, T* y, uint64_t e0, uint64_t e1, uint64_t seed, T s,
+                       uint32_t t) {
+  constexpr uint64_t kChunk = 256;
+  uint32_t bits[4 * kChunk];  // bits[4·(c − c_first) + word] for counter c
+  while (e0 < e1) {
+    const uint64_t c_first = e0 / 4, c_end = std::min(c_first + kChunk, (e1 - 1) / 4 + 1);
+    for (uint64_t c = c_first; c < c_end; ++c) {
+      const Philox4 r = philox4x32_10(seed, c);
+      for (int word = 0; word < 4; ++word) bits[4 * (c - c_first) + word] = r.x[word];
+    }
+    const uint64_t stop = std::min(e1, c_end * 4);
+    const uint32_t* keep_bits = bits + (e0 - c_first * 4);
+    const int64_t m = int64_t(stop - e0);
+    // s and t are locals: the stores to y cannot change them, so the compiler keeps them in
+    // registers and vectorises the loop.
+    for (int64_t j = 0; j < m; ++j) {
+      y[j] = x[j] * s;
+      if (keep_bits[j] < t) y[j] = T(0);
+    }
+    x += m;
+    y += m;
+    e0 = stop;
+  }
 }
 
 template <class T>
@@ -39,34 +76,32 @@ void masked_scale_cpu(const T* in, T* out, int64_t n, const DropoutSpec& d) {
   if (n == 0) return;
   const T scale = T(1.0 / (1.0 - double(d.p)));
   const uint32_t threshold = dropout_threshold(d.p);
-  // Global elements [offset, offset + n) fall in Philox counters first .. last (four per
-  // counter); the first and last counters may be partly outside this call's range.
-  const uint64_t first = d.offset / 4, last = (d.offset + uint64_t(n) - 1) / 4;
-  const int64_t counters = int64_t(last - first + 1);
-  // Blocks of counters, one block per task: the block's random words first (independent
-  // counters, so the compiler runs several Philox streams side by side), then one plain pass
-  // over the block's elements. The store-then-zero form keeps y = 0 exactly where dropped.
-  constexpr int64_t kBlock = 256;
-  parallel_for((counters + kBlock - 1) / kBlock, [&](int64_t blk) {
-    const int64_t c0 = blk * kBlock, c1 = std::min(counters, c0 + kBlock);
-    uint32_t bits[4 * kBlock];  // bits[4·(c − c0) + word] for counter first + c
-    for (int64_t c = c0; c < c1; ++c) {
-      const Philox4 r = philox4x32_10(d.seed, first + uint64_t(c));
-      for (int word = 0; word < 4; ++word) bits[4 * (c - c0) + word] = r.x[word];
-    }
-    // This block's elements inside [offset, offset + n), as global indices [e0, e1).
-    const uint64_t block_start = (first + uint64_t(c0)) * 4;
-    const uint64_t e0 = std::max(block_start, d.offset);
-    const uint64_t e1 = std::min((first + uint64_t(c1)) * 4, d.offset + uint64_t(n));
-    const uint32_t* keep_bits = bits + (e0 - block_start);
-    const T* x = in + (e0 - d.offset);
-    T* y = out + (e0 - d.offset);
-    const T s = scale;              // local copies: the stores to y cannot change them, so the
-    const uint32_t t = threshold;   // compiler keeps them in registers and vectorises the loop
-    for (int64_t j = 0; j < int64_t(e1 - e0); ++j) {
-      y[j] = x[j] * s;
-      if (keep_bits[j] < t) y[j] = T(0);
-    }
+  if (d.block == 0) {
+    // The whole tensor: global elements [offset, offset + n) fall in Philox counters first ..
+    // last (four per counter; the first and last may be partly outside this call's range).
+    // Blocks of kBlock counters, one block per task.
+    const uint64_t first = d.offset / 4, last = (d.offset + uint64_t(n) - 1) / 4;
+    const int64_t counters = int64_t(last - first + 1);
+    constexpr int64_t kBlock = 256;
+    parallel_for((counters + kBlock - 1) / kBlock, [&](int64_t blk) {
+      const uint64_t c0 = first + uint64_t(blk * kBlock);
+      const uint64_t c1 = first + uint64_t(std::min(counters, (blk + 1) * kBlock));
+      const uint64_t e0 = std::max(c0 * 4, d.offset);
+      const uint64_t e1 = std::min(c1 * 4, d.offset + uint64_t(n));
+      masked_scale_span(in + (e0 - d.offset), out + (e0 - d.offset), e0, e1, d.seed, scale,
+                        threshold);
+    });
+    return;
+  }
+  // A column block (tensor parallelism): local row r, elements [r·block, (r + 1)·block), is the
+  // contiguous global range starting at dropout_element(d, r·block); one span per row, rows
+  // spread over threads. The last row may be partial when n is not a multiple of block.
+  const uint64_t block = d.block;
+  const int64_t rows = int64_t((uint64_t(n) + block - 1) / block);
+  parallel_for(rows, [&](int64_t r) {
+    const uint64_t i0 = uint64_t(r) * block, i1 = std::min(uint64_t(n), i0 + block);
+    const uint64_t e0 = dropout_element(d, i0);
+    masked_scale_span(in + i0, out + i0, e0, e0 + (i1 - i0), d.seed, scale, threshold);
   });
 }
 

@@ -1,7 +1,8 @@
 // CUDA twin of inverted dropout (kernels/dropout/dropout.h): the same mask as the CPU twin,
-// element i kept when philox_bits(seed, offset + i) >= dropout_threshold(p). One thread per
-// Philox counter (four consecutive global elements, one philox4x32_10 call; kernels/core/philox.h),
-// so the mask does not depend on the launch shape. f32, bf16 or f16; output may alias input.
+// element i kept when philox_bits(seed, dropout_element(spec, i)) >= dropout_threshold(p), column
+// blocks (spec.block > 0) included. One thread per Philox counter (four consecutive global
+// elements, one philox4x32_10 call; kernels/core/philox.h), per local row for a column block, so
+// the mask does not depend on the launch shape. f32, bf16 or f16; output may alias input.
 #pragma once
 #include "kernels/dropout/dropout.h"
 

@@ -1,13 +1,15 @@
 // Tests of dropout's CPU twin: the mask is dropout_keep(seed, offset + i) element by element, a
 // pure function of the global index (splitting a tensor changes nothing), the keep rate and the
 // 1/(1 − p) scale, backward regenerating the forward mask, aliasing, p = 0, thread-count
-// independence, float/double agreement and rejected rates.
+// independence, float/double agreement and rejected rates; column blocks of a larger tensor
+// (tensor parallelism) drawing exactly those columns' mask.
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "kernels/dropout/dropout.h"
 #include "tests/testing/testing.h"
@@ -73,6 +75,92 @@ TEST(Dropout, MaskDependsOnlyOnSeedAndGlobalIndex) {
   other.seed += 1;
   dropout_forward(ctx, x, split, other);
   EXPECT_FALSE(same_bits(whole, split));
+}
+
+// Tensor parallelism: a rank holding columns [c0, c0 + Cl) of a logical [R, C] tensor, with the
+// spec from dropout_column_block, draws exactly those columns' mask of the unsharded call —
+// forward and backward, odd sizes, blocks that cut Philox groups, every block of a split.
+TEST(Dropout, ColumnBlockEqualsThoseColumnsOfTheWholeTensor) {
+  Context ctx = cpu_context();
+  for (auto [R, C] : {std::pair<int64_t, int64_t>{7, 13}, {5, 64}, {33, 37}, {1, 9}})
+    for (auto [c0, Cl] : {std::pair<int64_t, int64_t>{0, 1}, {0, 4}, {1, 3}, {3, 5}, {C / 2, C - C / 2},
+                          {C - 1, 1}, {0, C}})
+      for (uint64_t offset : {uint64_t(0), uint64_t(3), (uint64_t(1) << 33) + 2}) {
+        SCOPED_TRACE(cat("R=", R, " C=", C, " c0=", c0, " Cl=", Cl, " offset=", offset));
+        DropoutSpec whole{0.4f, 0xb10cull, offset};
+        DropoutSpec part = dropout_column_block(whole, Cl, C, c0);
+        Buffer x = random_buffer<double>({R, C}, 11, 0.5, 1.5), y(DType::f64, {R, C});
+        Buffer dy = random_buffer<double>({R, C}, 12, 0.5, 1.5), dx(DType::f64, {R, C});
+        dropout_forward(ctx, x, y, whole);
+        dropout_backward(ctx, dy, dx, whole);
+        Buffer xl(DType::f64, {R, Cl}), dyl(DType::f64, {R, Cl});
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t c = 0; c < Cl; ++c) {
+            xl.as<double>()[r * Cl + c] = x.as<double>()[r * C + c0 + c];
+            dyl.as<double>()[r * Cl + c] = dy.as<double>()[r * C + c0 + c];
+          }
+        Buffer yl(DType::f64, {R, Cl}), dxl(DType::f64, {R, Cl});
+        testing::poison(yl);
+        testing::poison(dxl);
+        dropout_forward(ctx, xl, yl, part);
+        dropout_backward(ctx, dyl, dxl, part);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t c = 0; c < Cl; ++c) {
+            ASSERT_EQ(yl.as<double>()[r * Cl + c], y.as<double>()[r * C + c0 + c])
+                << "forward [" << r << ", " << c << "]";
+            ASSERT_EQ(dxl.as<double>()[r * Cl + c], dx.as<double>()[r * C + c0 + c])
+                << "backward [" << r << ", " << c << "]";
+            ASSERT_EQ(dropout_keep(part, uint64_t(r * Cl + c)),
+                      dropout_keep(whole, uint64_t(r * C + c0 + c)));
+          }
+      }
+}
+
+// Large enough that the block path forks a team and runs multi-chunk spans (a row of 3000
+// elements is more than one 256-counter chunk); the result is the same on one or two threads.
+TEST(Dropout, ColumnBlockIndependentOfThreadCountAndChunks) {
+  Context ctx = cpu_context();
+  const int64_t R = 9, C = 7001, c0 = 2001, Cl = 3000;
+  DropoutSpec whole{0.2f, 77, 5};
+  DropoutSpec part = dropout_column_block(whole, Cl, C, c0);
+  Buffer x = random_buffer<float>({R, C}, 13, 0.5, 1.5), y(DType::f32, {R, C});
+  dropout_forward(ctx, x, y, whole);
+  Buffer xl(DType::f32, {R, Cl});
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < Cl; ++c) xl.as<float>()[r * Cl + c] = x.as<float>()[r * C + c0 + c];
+  Buffer one(DType::f32, {R, Cl}), two(DType::f32, {R, Cl});
+  int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  dropout_forward(ctx, xl, one, part);
+  omp_set_num_threads(2);
+  dropout_forward(ctx, xl, two, part);
+  omp_set_num_threads(saved);
+  EXPECT_TRUE(same_bits(one, two));
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < Cl; ++c)
+      ASSERT_EQ(one.as<float>()[r * Cl + c], y.as<float>()[r * C + c0 + c]) << r << ", " << c;
+}
+
+TEST(Dropout, ColumnBlockSpecHelper) {
+  DropoutSpec d{0.1f, 1, 10};
+  DropoutSpec same = dropout_column_block(d, 8, 8, 0);
+  EXPECT_EQ(same.block, 0u);  // the whole tensor keeps the contiguous fast path
+  DropoutSpec b = dropout_column_block(d, 3, 8, 5);
+  EXPECT_EQ(b.block, 3u);
+  EXPECT_EQ(b.block_stride, 8u);
+  EXPECT_EQ(b.block_start, 5u);
+  // local i = 4 is row 1, column 1 of the block: logical 1·8 + 5 + 1 = 14, global 24.
+  EXPECT_EQ(dropout_element(b, 4), 24u);
+  EXPECT_EQ(dropout_element(d, 4), 14u);
+  EXPECT_THROW(dropout_column_block(d, 4, 8, 5), Error);   // columns past the end
+  EXPECT_THROW(dropout_column_block(d, 1, 8, -1), Error);
+  EXPECT_THROW(dropout_column_block(b, 1, 3, 0), Error);   // no blocks of blocks
+  // A hand-made block that leaves its row is rejected by the op.
+  Context ctx = cpu_context();
+  Buffer x(DType::f32, {8}), y(DType::f32, {8});
+  DropoutSpec bad = d;
+  bad.block = 4, bad.block_stride = 6, bad.block_start = 3;
+  EXPECT_THROW(dropout_forward(ctx, x, y, bad), Error);
 }
 
 TEST(Dropout, KeepRateAndScale) {

@@ -1,5 +1,6 @@
 // CUDA twin of the scaled token embedding plus sinusoidal positions
-// (kernels/embedding/embedding_cuda.h has the contract and the scheme).
+// (kernels/embedding/embedding_cuda.h has the contract and the scheme), vocabulary-parallel
+// shards included.
 #include <cub/device/device_radix_sort.cuh>
 
 #include <climits>
@@ -27,11 +28,14 @@ constexpr int kForwardThreads = 128;
 // grid.x over positions t, grid.y over groups of kBatchPerBlock sequences; threads over columns.
 // A row whose id is outside [0, V) is filled with NaN and its index recorded in *bad (the lowest
 // such row wins, so the report names the first bad position in row-major order).
+// Sharded: vocab is vocab_total; the table holds rows [vocab_offset, vocab_offset + rows); an id
+// outside them reads a zero row (PE only, or 0 without add_positions), as the CPU twin.
 template <class W, class O>
 __global__ void embedding_forward_kernel(const int32_t* tokens, const W* table, double scale,
                                          O* out, int64_t batch, int64_t length, int64_t vocab,
                                          int64_t width, int64_t position_offset,
-                                         unsigned long long* bad) {
+                                         unsigned long long* bad, int64_t vocab_offset,
+                                         int64_t rows, bool add_positions) {
   __shared__ int32_t ids[kBatchPerBlock];
   for (int64_t t = blockIdx.x; t < length; t += gridDim.x) {
     for (int64_t b0 = int64_t(blockIdx.y) * kBatchPerBlock; b0 < batch;
@@ -46,15 +50,18 @@ __global__ void embedding_forward_kernel(const int32_t* tokens, const W* table, 
       }
       __syncthreads();
       for (int64_t j = threadIdx.x; j < width; j += blockDim.x) {
-        double pe = sinusoid(position_offset + t, j, width);
+        double pe = add_positions ? sinusoid(position_offset + t, j, width) : 0.0;
         for (int i = 0; i < nb; ++i) {
           int32_t id = ids[i];
           int64_t row = (b0 + i) * length + t;
           float v;
+          const int64_t local = int64_t(id) - vocab_offset;
           if (id < 0 || id >= vocab) {
             v = __int_as_float(0x7fc00000);  // NaN: the call throws anyway
+          } else if (local >= 0 && local < rows) {
+            v = float(double(to_float(table[local * width + j])) * scale + pe);
           } else {
-            v = float(double(to_float(table[int64_t(id) * width + j])) * scale + pe);
+            v = float(pe);  // another shard's id
           }
           out[row * width + j] = from_float<O>(v);
         }
@@ -63,14 +70,21 @@ __global__ void embedding_forward_kernel(const int32_t* tokens, const W* table, 
   }
 }
 
-// Backward step 1: positions[i] = i, and every id checked against V.
+// Backward step 1: positions[i] = i, and every id checked against V (vocab_total). Sharded
+// (keys != nullptr): keys[i] = the local row id − vocab_offset, or rows for another shard's id
+// (sorted last, skipped by step 3).
 __global__ void iota_check_kernel(const int32_t* tokens, int64_t n, int64_t vocab,
-                                  int32_t* positions, unsigned long long* bad) {
+                                  int32_t* positions, unsigned long long* bad, uint32_t* keys,
+                                  int64_t vocab_offset, int64_t rows) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     positions[i] = int32_t(i);
     int32_t id = tokens[i];
     if (id < 0 || id >= vocab) atomicMin(bad, (unsigned long long)i);
+    if (keys) {
+      const int64_t local = int64_t(id) - vocab_offset;
+      keys[i] = local >= 0 && local < rows ? uint32_t(local) : uint32_t(rows);
+    }
   }
 }
 
@@ -81,10 +95,11 @@ __global__ void iota_check_kernel(const int32_t* tokens, int64_t n, int64_t voca
 constexpr int kRun = 32;
 constexpr int kBackwardThreads = 128;
 
+// Runs of id `skip` (another shard's ids, keyed rows) are passed over.
 template <class G, class W>
 __global__ void embedding_backward_kernel(const uint32_t* sorted_ids, const int32_t* sorted_pos,
                                           const G* dout, float scale, W* dtable, int64_t n,
-                                          int64_t width) {
+                                          int64_t width, uint32_t skip) {
   int lane = threadIdx.x & 31;
   int64_t warp = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
   int64_t j = int64_t(blockIdx.y) * 32 + lane;
@@ -97,6 +112,10 @@ __global__ void embedding_backward_kernel(const uint32_t* sorted_ids, const int3
     while (p < end && sorted_ids[p] == sorted_ids[p - 1]) ++p;
   while (p < end) {
     uint32_t id = sorted_ids[p];
+    if (id == skip) {
+      while (p < n && sorted_ids[p] == id) ++p;
+      continue;
+    }
     W* dst = dtable + int64_t(id) * width + j;
     float acc = col ? to_float(*dst) : 0.0f;
     int64_t q = p;
@@ -153,6 +172,15 @@ unsigned long long* new_flag(const Context& ctx, const char* op) {
   return bad;
 }
 
+// The id bound of a call: vocab_total, or the table's rows when 0 (checked by the dispatcher).
+int64_t vocab_total(const EmbeddingShard& shard, int64_t rows, const char* op) {
+  const int64_t total = shard.vocab_total ? shard.vocab_total : rows;
+  TFM_CHECK(shard.vocab_offset >= 0 && shard.vocab_offset + rows <= total, op,
+            ": the table's rows [", shard.vocab_offset, ", ", shard.vocab_offset + rows,
+            ") do not fit in the vocabulary of size ", total);
+  return total;
+}
+
 template <class F>
 void dispatch_rows_table(DType rows, DType table, const char* op, F&& f) {
   dispatch_gpu_float(rows, op, [&](auto rt) {
@@ -165,10 +193,13 @@ void dispatch_rows_table(DType rows, DType table, const char* op, F&& f) {
 }  // namespace
 
 void embedding_forward(const Context& ctx, const Tensor& tokens, const Tensor& table,
-                       double scale, const Tensor& out, int64_t position_offset) {
+                       double scale, const Tensor& out, int64_t position_offset,
+                       const EmbeddingShard& shard) {
   const char* op = "embedding_forward";
   Dims d = check(ctx, tokens, table, out, op, "table", "out");
   TFM_CHECK(position_offset >= 0, op, ": position_offset ", position_offset, " is negative");
+  const int64_t rows = d.vocab;
+  d.vocab = vocab_total(shard, rows, op);
   if (d.batch == 0 || d.length == 0 || d.width == 0) return;
   unsigned long long* bad = new_flag(ctx, op);
   int64_t groups = (d.batch + kBatchPerBlock - 1) / kBatchPerBlock;
@@ -179,16 +210,21 @@ void embedding_forward(const Context& ctx, const Tensor& tokens, const Tensor& t
     using W = typename decltype(wt)::type;
     embedding_forward_kernel<W, O><<<grid, kForwardThreads, 0, stream_of(ctx)>>>(
         static_cast<const int32_t*>(tokens.data), static_cast<const W*>(table.data), scale,
-        static_cast<O*>(out.data), d.batch, d.length, d.vocab, d.width, position_offset, bad);
+        static_cast<O*>(out.data), d.batch, d.length, d.vocab, d.width, position_offset, bad,
+        shard.vocab_offset, rows, shard.add_positions);
   });
   check_launch(op);
   report_bad_id(ctx, tokens, bad, d.vocab, op);
 }
 
 void embedding_backward(const Context& ctx, const Tensor& tokens, const Tensor& dout,
-                        double scale, const Tensor& dtable) {
+                        double scale, const Tensor& dtable, const EmbeddingShard& shard) {
   const char* op = "embedding_backward";
   Dims d = check(ctx, tokens, dtable, dout, op, "dtable", "dout");
+  const int64_t rows = d.vocab;
+  d.vocab = vocab_total(shard, rows, op);
+  // Unsharded calls sort the token ids themselves (as before); sharded ones sort local keys.
+  const bool sharded = shard.vocab_offset != 0 || d.vocab != rows;
   int64_t n = d.batch * d.length;
   if (n == 0 || d.width == 0) return;
   TFM_CHECK(n < INT_MAX, op, ": ", n, " tokens exceed the sort's int32 range");
@@ -197,18 +233,23 @@ void embedding_backward(const Context& ctx, const Tensor& tokens, const Tensor& 
   // 1. positions 0..n-1 and the id check (before the sort relies on ids < V).
   unsigned long long* bad = new_flag(ctx, op);
   auto* positions = static_cast<int32_t*>(scratch(ctx, size_t(n) * sizeof(int32_t), op));
+  uint32_t* keys =
+      sharded ? static_cast<uint32_t*>(scratch(ctx, size_t(n) * sizeof(uint32_t), op)) : nullptr;
   constexpr int kThreads = 256;
   iota_check_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
-      static_cast<const int32_t*>(tokens.data), n, d.vocab, positions, bad);
+      static_cast<const int32_t*>(tokens.data), n, d.vocab, positions, bad, keys,
+      shard.vocab_offset, rows);
   check_launch(op);
   report_bad_id(ctx, tokens, bad, d.vocab, op);
 
   // 2. Stable radix sort of (id, position) by id; ids are < V, so only their low bits matter.
+  // Sharded: keys are ≤ rows (rows = another shard's id).
+  const int64_t key_bound = sharded ? rows + 1 : d.vocab;
   int end_bit = 1;
-  while (end_bit < 32 && (int64_t(1) << end_bit) < d.vocab) ++end_bit;
+  while (end_bit < 32 && (int64_t(1) << end_bit) < key_bound) ++end_bit;
   auto* sorted_ids = static_cast<uint32_t*>(scratch(ctx, size_t(n) * sizeof(uint32_t), op));
   auto* sorted_pos = static_cast<int32_t*>(scratch(ctx, size_t(n) * sizeof(int32_t), op));
-  const auto* ids = static_cast<const uint32_t*>(tokens.data);  // validated non-negative
+  const auto* ids = sharded ? keys : static_cast<const uint32_t*>(tokens.data);  // validated ≥ 0
   size_t temp_bytes = 0;
   check_cuda(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, ids, sorted_ids, positions,
                                              sorted_pos, int(n), 0, end_bit, stream),
@@ -229,7 +270,7 @@ void embedding_backward(const Context& ctx, const Tensor& tokens, const Tensor& 
     using W = typename decltype(wt)::type;
     embedding_backward_kernel<G, W><<<grid, kBackwardThreads, 0, stream>>>(
         sorted_ids, sorted_pos, static_cast<const G*>(dout.data), float(scale),
-        static_cast<W*>(dtable.data), n, d.width);
+        static_cast<W*>(dtable.data), n, d.width, sharded ? uint32_t(rows) : ~0u);
   });
   check_launch(op);
 }

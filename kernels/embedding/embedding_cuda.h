@@ -18,10 +18,15 @@
 
 namespace tfm::cuda {
 
+// shard as the public call (already checked by the dispatcher): ids are validated against
+// vocab_total; another shard's id reads a zero row in forward and is left out of backward (its
+// sort key becomes V_local, which sorts last and is skipped; ~4 more bytes of scratch per token).
 void embedding_forward(const Context& ctx, const Tensor& tokens, const Tensor& table,
-                       double scale, const Tensor& out, int64_t position_offset = 0);
+                       double scale, const Tensor& out, int64_t position_offset = 0,
+                       const EmbeddingShard& shard = EmbeddingShard{});
 
 void embedding_backward(const Context& ctx, const Tensor& tokens, const Tensor& dout,
-                        double scale, const Tensor& dtable);
+                        double scale, const Tensor& dtable,
+                        const EmbeddingShard& shard = EmbeddingShard{});
 
 }  // namespace tfm::cuda

@@ -1,6 +1,7 @@
 // Tests of the embedding's CPU twin: the sinusoid against the paper's formula, forward against
 // the definition, position_offset, the table gradient against finite differences in double,
-// accumulation, determinism across thread counts, float/double agreement and bad token ids.
+// accumulation, determinism across thread counts, float/double agreement and bad token ids;
+// vocabulary shards (tensor parallelism) summing to the unsharded forward and splitting backward.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -176,6 +177,117 @@ TEST(Embedding, FloatAgreesWithDouble) {
   embedding_backward(ctx, tokens, dout, scale, dtable);
   embedding_backward(ctx, tokens, dout_f, scale, dtable_f);
   EXPECT_LT(testing::max_rel_error(dtable_f, dtable, 1.0), 1e-5);
+}
+
+// ---- Vocabulary-parallel embedding (tensor parallelism) ----------------------------------------
+
+// Rows [r0, r0 + n) of table [V, D] as a new [n, D] buffer.
+template <class T>
+Buffer table_rows(const Tensor& table, int64_t r0, int64_t n) {
+  const int64_t D = table.dim(1);
+  Buffer out(table.dtype, {n, D});
+  std::copy_n(table.as<T>() + r0 * D, n * D, out.as<T>());
+  return out;
+}
+
+// P shards of V rows (the last one smaller when P does not divide V), PE on shard 0 only: the
+// sum of the shards' outputs equals the unsharded forward — bit for bit for the ids of shard 0
+// (the others add zeros), to the last bit otherwise — and each shard's dtable is those rows of
+// the unsharded dtable, bit for bit (the same additions in the same order).
+template <class T>
+void check_sharded(int64_t P, double tol) {
+  Context ctx = cpu_context();
+  const int64_t B = 3, L = 7, V = 23, D = 10, offset = 5;
+  const double scale = 3.1;
+  SCOPED_TRACE(cat("P=", P, " ", dtype_name(dtype_of<T>())));
+  Buffer tokens = random_tokens(B, L, int32_t(V), 71);
+  Buffer table = random_buffer<T>({V, D}, 72);
+  Buffer full(dtype_of<T>(), {B, L, D});
+  embedding_forward(ctx, tokens, table, scale, full, offset);
+  Buffer dout = random_buffer<T>({B, L, D}, 73);
+  Buffer dfull(dtype_of<T>(), {V, D});
+  std::fill_n(dfull.as<T>(), V * D, T(0));
+  embedding_backward(ctx, tokens, dout, scale, dfull);
+
+  const int64_t chunk = (V + P - 1) / P;
+  Buffer sum(dtype_of<T>(), {B, L, D});
+  std::fill_n(sum.as<T>(), B * L * D, T(0));
+  for (int64_t p = 0; p < P; ++p) {
+    const int64_t r0 = std::min(V, p * chunk), n = std::min(V, r0 + chunk) - r0;
+    EmbeddingShard shard{r0, V, p == 0};
+    Buffer part_table = table_rows<T>(table, r0, n);
+    Buffer part(dtype_of<T>(), {B, L, D});
+    testing::poison(part);
+    embedding_forward(ctx, tokens, part_table, scale, part, offset, shard);
+    for (int64_t i = 0; i < B * L * D; ++i) sum.as<T>()[i] += part.as<T>()[i];
+    // Rows of other shards' ids hold exactly PE (shard 0) or zero.
+    for (int64_t r = 0; r < B * L; ++r) {
+      const int32_t id = tokens.as<int32_t>()[r];
+      if (id >= r0 && id < r0 + n) continue;
+      for (int64_t j = 0; j < D; ++j) {
+        const T want = p == 0 ? T(sinusoidal_position(offset + r % L, j, D)) : T(0);
+        ASSERT_EQ(part.as<T>()[r * D + j], want) << "shard " << p << " row " << r;
+      }
+    }
+    Buffer dpart(dtype_of<T>(), {n, D});
+    std::fill_n(dpart.as<T>(), n * D, T(0));
+    embedding_backward(ctx, tokens, dout, scale, dpart, shard);
+    for (int64_t i = 0; i < n * D; ++i)
+      ASSERT_EQ(dpart.as<T>()[i], dfull.as<T>()[r0 * D + i]) << "dtable shard " << p;
+  }
+  EXPECT_LE(testing::max_rel_error(sum, full, 1.0), tol);
+  for (int64_t r = 0; r < B * L; ++r)
+    if (tokens.as<int32_t>()[r] < chunk)
+      for (int64_t j = 0; j < D; ++j)
+        ASSERT_EQ(sum.as<T>()[r * D + j], full.as<T>()[r * D + j]) << "shard 0's id, row " << r;
+}
+
+TEST(Embedding, VocabShardsSumToTheUnshardedForwardAndSplitTheBackward) {
+  for (int64_t P : {1, 2, 3, 4}) {
+    check_sharded<double>(P, 1e-15);
+    check_sharded<float>(P, 4e-7);  // two roundings instead of one
+  }
+}
+
+TEST(Embedding, VocabShardLookupOnlyAndBadIds) {
+  Context ctx = cpu_context();
+  Buffer table = random_buffer<double>({4, 6}, 81);
+  Buffer tokens(DType::i32, {2, 3});
+  const int32_t ids[] = {10, 11, 3, 13, 12, 0};
+  std::copy(ids, ids + 6, tokens.as<int32_t>());
+  Buffer out(DType::f64, {2, 3, 6});
+  EmbeddingShard shard{10, 16, false};
+  embedding_forward(ctx, tokens, table, 2.0, out, 0, shard);
+  for (int64_t r = 0; r < 6; ++r)
+    for (int64_t j = 0; j < 6; ++j) {
+      const int64_t local = ids[r] - 10;
+      const double want = local >= 0 && local < 4 ? 2.0 * table.as<double>()[local * 6 + j] : 0.0;
+      ASSERT_EQ(out.as<double>()[r * 6 + j], want) << "row " << r;
+    }
+  // An id outside [0, vocab_total) names the id, its position and vocab_total.
+  tokens.as<int32_t>()[4] = 16;
+  Buffer dtable(DType::f64, {4, 6});
+  for (bool backward : {false, true}) {
+    try {
+      if (backward) {
+        embedding_backward(ctx, tokens, out, 1.0, dtable, shard);
+      } else {
+        embedding_forward(ctx, tokens, table, 1.0, out, 0, shard);
+      }
+      ADD_FAILURE() << "no error for id 16";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("16"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("[1, 1]"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("size 16"), std::string::npos) << msg;
+    }
+  }
+  // A table that does not fit in vocab_total, a negative offset.
+  tokens.as<int32_t>()[4] = 12;
+  EXPECT_THROW(embedding_forward(ctx, tokens, table, 1.0, out, 0, EmbeddingShard{13, 16, true}),
+               Error);
+  EXPECT_THROW(embedding_backward(ctx, tokens, out, 1.0, dtable, EmbeddingShard{-1, 16, true}),
+               Error);
 }
 
 TEST(Embedding, BadTokenIdNamesIdPositionAndVocabulary) {

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Data and tensor parallelism of `tfm train` on CPU, under mpirun --oversubscribe (DESIGN.md,
+# Verification). Every run trains the same small model for 10 steps on the same global batch of
+# 4 micro-batches, with dropout on everywhere (embeddings, residuals, attention probabilities,
+# FFN hidden units), so a dropout mask that depended on the layout would show:
+#   ref      one process, --accumulate 4
+#   dp2      DP 2 × --accumulate 2          dp4     DP 4 × --accumulate 1
+#   tp2      TP 2, --accumulate 4           dp2tp2  DP 2 × TP 2 × --accumulate 2
+#   zero     DP 2, ZeRO-1                   zerotp  DP 2 × TP 2, ZeRO-1
+# Each must match ref: the loss of every step to 1e-6 relative, and the step-10 checkpoint
+# (weights and Adam moments, written as full logical tensors) to 1e-6 relative in norm, with no
+# single tensor off by more than 1e-3 of its scale (tests/parallel/compare.py). ZeRO-1 must also
+# equal plain DP.
+# Then the DP 2 × TP 2 checkpoint of step 5 is resumed as DP 1 × TP 4, DP 4 × TP 1 and one
+# process: steps 6..10 and the final checkpoint must match ref again. Finally a rank is killed
+# with SIGKILL mid-run (the job must end, non-zero, naming it; the same command then resumes),
+# and layouts the model cannot take are refused with a message.
+#
+# Why --adam-eps 1e-5 here: some gradients are zero in exact arithmetic but rounding noise in
+# floating point (the key projection's bias: softmax is shift-invariant). With ε = 1e-9 Adam
+# turns that noise into full-size steps whose sign depends on the order of summation, which
+# differs between layouts by design; a larger ε keeps noise from being amplified so the
+# comparison measures the parallel implementation, not Adam's ε.
+#
+# Usage: parallel_test.sh path/to/tfm      (KEEP_WORK=1 keeps the runs' directories)
+set -uo pipefail
+tfm=$(realpath "$1")
+here=$(cd "$(dirname "$0")" && pwd)
+compare() { /usr/bin/python3 "$here/compare.py" "$@"; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+mpirun=(mpirun --oversubscribe -x OMP_NUM_THREADS)
+work=$(mktemp -d)
+trap 'kill -9 $(jobs -p) 2>/dev/null; [[ -n ${KEEP_WORK:-} ]] && echo "runs kept in $work" || rm -rf "$work"' EXIT
+failures=0
+check() {  # check NAME COMMAND…
+  local name=$1; shift
+  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; failures=$((failures + 1)); fi
+}
+
+model=(--synthetic reverse --d-model 64 --d-ff 128 --layers 2 --dropout 0.1
+       --attention-dropout 0.1 --relu-dropout 0.1 --eval-batches 2 --threads 1
+       --lr-schedule constant --lr 1e-3 --adam-eps 1e-5 --seed 7 --comm-timeout 60)
+common=("${model[@]}" --vocab-size 32 --heads 4 --batch-tokens 192 --steps 10 --log-every 1
+        --save-every 5 --keep 5)
+ckpt() { printf '%s/checkpoints/step-%07d' "$1" "$2"; }
+
+# train NAME RANKS [options…]: one run into $work/NAME, its output in $work/NAME.log
+train() {
+  local name=$1 ranks=$2; shift 2
+  if ((ranks == 1)); then
+    "$tfm" train "${common[@]}" --out "$work/$name" "$@" >"$work/$name.log" 2>&1
+  else
+    "${mpirun[@]}" -np "$ranks" "$tfm" train "${common[@]}" --out "$work/$name" "$@" >"$work/$name.log" 2>&1
+  fi
+  local rc=$?
+  if ((rc != 0)); then echo "--- $name exited $rc:"; tail -20 "$work/$name.log"; fi
+  return $rc
+}
+matches_ref() {  # matches_ref RUN [FIRST_STEP]
+  compare losses "$work/$1" "$work/ref" 1e-6 "${2:-1}" &&
+    compare checkpoint "$(ckpt "$work/$1" 10)" "$(ckpt "$work/ref" 10)" 1e-6
+}
+
+check "reference run (1 process, accumulate 4)" train ref 1 --accumulate 4
+for run in "dp2 2 --accumulate 2" "dp4 4 --accumulate 1" "tp2 2 --tp 2 --accumulate 4" \
+           "dp2tp2 4 --tp 2 --accumulate 2" "zero 2 --zero 1 --accumulate 2" \
+           "zerotp 4 --tp 2 --zero 1 --accumulate 2"; do
+  set -- $run
+  name=$1
+  if check "$name trains ($*)" train "$@"; then
+    check "$name equals one process on the same global batch" matches_ref "$name"
+  fi
+done
+check "ZeRO-1 equals plain DP" compare checkpoint "$(ckpt "$work/zero" 10)" "$(ckpt "$work/dp2" 10)" 1e-6
+check "the DP 2 x TP 2 log names the layout" grep -q "4 ranks = DP 2 × TP 2" "$work/dp2tp2.log"
+
+# Resharding resume: DP 2 × TP 2's step 5, continued under three other layouts.
+from=$(ckpt "$work/dp2tp2" 5)
+for run in "tp4 4 --tp 4 --accumulate 4" "dp4 4 --tp 1 --accumulate 1" "one 1 --accumulate 4"; do
+  set -- $run
+  name=resume-$1; shift
+  if check "$name: step 5 of DP 2 x TP 2 resumed as ($*)" train "$name" "$@" --resume "$from"; then
+    check "$name continues from step 5" grep -q "resumed from .*step-0000005 (step 5)" "$work/$name.log"
+    check "$name continues like the uninterrupted run" matches_ref "$name" 6
+  fi
+done
+
+# A rank killed with SIGKILL: the job ends, non-zero, naming it; the same command resumes.
+kill_cmd=("${mpirun[@]}" -np 2 "$tfm" train "${model[@]}" --vocab-size 32 --heads 4 --steps 150
+          --batch-tokens 1024 --save-every 10 --log-every 1 --out "$work/killed")
+"${kill_cmd[@]}" >"$work/killed.log" 2>&1 &
+job=$!
+rank1=
+for _ in $(seq 1 600); do  # up to 60 s for step 12 (a checkpoint of step 10 exists by then)
+  if grep -q '"step": 12,' "$work/killed/metrics.jsonl" 2>/dev/null; then
+    for p in $(pgrep -f "$work/killed"); do
+      if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then rank1=$p; fi
+    done
+    break
+  fi
+  sleep 0.1
+done
+check "found rank 1 of the running job" test -n "$rank1"
+started=$SECONDS
+[[ -n $rank1 ]] && kill -9 "$rank1"
+wait "$job"
+rc=$?
+elapsed=$((SECONDS - started))
+check "the job ended non-zero after rank 1 died (rc $rc)" test "$rc" -ne 0
+check "it ended within the timeout (${elapsed}s <= 60s)" test "$elapsed" -le 60
+check "the message names the dead rank" grep -Eq "rank 1 .*(signal 9|Killed|killed)|rank 1\b.*exited" "$work/killed.log"
+"${kill_cmd[@]}" >"$work/killed2.log" 2>&1
+rc=$?
+check "relaunching the same command exits 0 (rc $rc)" test "$rc" -eq 0
+check "… resuming from the last checkpoint" grep -Eq "resumed from .*step-00000[1-9]0 \(step [1-9]0\)" "$work/killed2.log"
+check "… and finishing the run" test -d "$(ckpt "$work/killed" 150)"
+
+# Layouts the model cannot take are refused, naming the option.
+refused() {  # refused RANKS MESSAGE [options…]
+  local ranks=$1 message=$2; shift 2
+  local out
+  out=$("${mpirun[@]}" -np "$ranks" "$tfm" train "${model[@]}" --steps 2 --out "$work/refused" "$@" 2>&1)
+  local rc=$?
+  ((rc != 0)) && grep -q -- "$message" <<<"$out"
+}
+check "--tp that does not divide the ranks is refused" refused 2 "does not divide the 2 ranks" --tp 3 --heads 4
+check "heads that do not split over --tp are refused" refused 4 "attention heads (--heads) do not divide" --tp 4 --heads 2
+check "a vocabulary that does not split over --tp is refused" refused 4 "vocabulary of 30 tokens" --tp 4 --heads 4 --vocab-size 30
+
+if ((failures)); then echo "$failures check(s) failed"; exit 1; fi
+echo "all parallel checks passed"

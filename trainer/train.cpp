@@ -611,7 +611,7 @@ EvalReport Trainer::run() {
         if (last_eval.has_bleu)
           std::cout << " | BLEU " << fixed(last_eval.bleu, 2) << " (" << last_eval.bleu_sentences
                     << " valid sentences, beam " << opt_.eval_beam << ", "
-                    << fixed(last_eval.bleu_seconds, 1) << " s)";
+                    << fixed(last_eval.bleu_seconds, 1) << " s)\n  " << last_eval.bleu_signature;
         std::cout << std::endl;
         std::vector<std::pair<std::string, double>> fields{
             {"eval_loss", last_eval.loss}, {"eval_nll", last_eval.nll},

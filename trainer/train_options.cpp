@@ -79,7 +79,8 @@ po::options_description describe(TrainOptions& o) {
       ("overlap-grad-reduce", po::value(&o.overlap_reduce)->default_value(o.overlap_reduce),
        "1: reduce gradient buckets while backward runs; 0: only after it (for comparison)")
       ("comm-timeout", po::value(&o.comm_timeout)->default_value(o.comm_timeout),
-       "seconds a collective may wait for a peer before the job ends naming it");
+       "seconds a collective may wait for a peer before the job ends naming it (0: "
+       "$TFM_COMM_TIMEOUT, else 300)");
 
   po::options_description report("Reporting");
   report.add_options()
@@ -186,7 +187,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   TFM_CHECK(o.tp >= 1, "--tp: must be at least 1, got ", o.tp);
   TFM_CHECK(o.zero == 0 || o.zero == 1, "--zero: expected 0 or 1, got ", o.zero);
   TFM_CHECK(o.bucket_mb > 0, "--bucket-mb: must be positive, got ", o.bucket_mb);
-  TFM_CHECK(o.comm_timeout > 0, "--comm-timeout: must be positive, got ", o.comm_timeout);
+  TFM_CHECK(o.comm_timeout >= 0, "--comm-timeout: must be ≥ 0, got ", o.comm_timeout);
   TFM_CHECK(o.eval_bleu_sentences >= 0, "--eval-bleu-sentences: must be ≥ 0, got ", o.eval_bleu_sentences);
   TFM_CHECK(o.eval_beam >= 1, "--eval-beam: must be at least 1, got ", o.eval_beam);
   TFM_CHECK(o.adam_beta1 >= 0 && o.adam_beta1 < 1, "--adam-beta1: must be in [0, 1)");

@@ -38,7 +38,8 @@ struct TrainOptions {
   int zero = 0;                 // 1: ZeRO stage 1 (Adam state sharded over the DP group)
   double bucket_mb = 25;        // gradient all-reduce bucket size
   bool overlap_reduce = true;   // start a bucket's all-reduce during backward (false: after it)
-  double comm_timeout = 300;    // seconds before a stuck collective ends the job
+  double comm_timeout = 0;      // seconds before a stuck collective ends the job
+                                // (0: $TFM_COMM_TIMEOUT, else 300)
 
   // Reporting.
   int64_t log_every = 10;

@@ -39,11 +39,24 @@ expect_error "eval with a missing checkpoint names it" "$work/none" eval --check
 "$tfm" prepare --demo --out "$work/data" >"$work/prepare.log" 2>&1
 check "prepare --demo exits 0" test $? -eq 0
 "$tfm" train --data "$work/data" --out "$work/run" --d-model 32 --d-ff 64 --heads 2 --layers 1 \
-  --steps 8 --batch-tokens 1024 --warmup 4 --eval-batches 1 --log-every 4 --threads 2 \
-  >"$work/train.log" 2>&1
+  --steps 20 --batch-tokens 1024 --warmup 10 --lr 2 --dropout 0 --eval-batches 1 --log-every 10 \
+  --threads 2 --eval-every 10 --eval-bleu-sentences 16 --eval-beam 2 >"$work/train.log" 2>&1
 check "train exits 0" test $? -eq 0
 check "train wrote a checkpoint" test -s "$work/run/checkpoints/latest"
 ckpt="$work/run/checkpoints/$(cat "$work/run/checkpoints/latest" 2>/dev/null)"
+# --eval-every: validation loss and BLEU of 16 translated valid sentences, printed and logged.
+check "--eval-every 10 evaluates at steps 10 and 20" test "$(grep -c '^eval step [12]0 | loss ' "$work/train.log")" -eq 2
+check "… with BLEU of the 16 valid sentences" grep -q "| BLEU [0-9.]* (16 valid sentences, beam 2" "$work/train.log"
+check "… logged as eval_bleu in metrics.jsonl" test "$(grep -c '"eval_bleu": ' "$work/run/metrics.jsonl")" -eq 2
+# The same sentences through `tfm eval` from the final checkpoint give the same BLEU.
+# (sacreBLEU's whole line: score, n-gram precisions, hypothesis and reference lengths).
+train_bleu=$(grep -A1 "^eval step 20 " "$work/train.log" | grep -o "BLEU|.*")
+"$tfm" eval --checkpoint "$work/run" --data "$work/data" --split valid --beam 2 --max-sentences 16 \
+  --batch-tokens 1024 --threads 2 >"$work/eval_valid.txt" 2>&1
+eval_bleu=$(grep "^BLEU|" "$work/eval_valid.txt")
+check "tfm eval agrees with the training's BLEU line ('${train_bleu:-?}' vs '${eval_bleu:-?}')" \
+  test -n "$train_bleu" -a "$train_bleu" = "$eval_bleu"
+check "… on non-empty translations" grep -qv "hyp_len = 0 " <<<"$train_bleu"
 
 # ---- translate: stdin → stdout, one line per input line, empty lines stay empty.
 { head -n 4 "$work/data/raw/test.en"; echo; head -n 7 "$work/data/raw/test.en" | tail -n 3; } >"$work/in.txt"

@@ -14,7 +14,8 @@
 # Then the DP 2 × TP 2 checkpoint of step 5 is resumed as DP 1 × TP 4, DP 4 × TP 1 and one
 # process: steps 6..10 and the final checkpoint must match ref again. Finally a rank is killed
 # with SIGKILL mid-run (the job must end, non-zero, naming it; the same command then resumes),
-# and layouts the model cannot take are refused with a message.
+# SIGTERM to every rank stops them after the same step with one checkpoint, and layouts the
+# model cannot take are refused with a message.
 #
 # Why --adam-eps 1e-5 here: some gradients are zero in exact arithmetic but rounding noise in
 # floating point (the key projection's bias: softmax is shift-invariant). With ε = 1e-9 Adam
@@ -114,6 +115,30 @@ rc=$?
 check "relaunching the same command exits 0 (rc $rc)" test "$rc" -eq 0
 check "… resuming from the last checkpoint" grep -Eq "resumed from .*step-00000[1-9]0 \(step [1-9]0\)" "$work/killed2.log"
 check "… and finishing the run" test -d "$(ckpt "$work/killed" 150)"
+
+# SIGTERM to every rank (what srun does on preemption): the ranks agree to stop after the same
+# step, write one checkpoint of it and exit 0.
+"${mpirun[@]}" -np 2 "$tfm" train "${model[@]}" --vocab-size 32 --heads 4 --steps 150 \
+  --batch-tokens 1024 --save-every 100 --log-every 1 --out "$work/stopped" >"$work/stopped.log" 2>&1 &
+job=$!
+ranks=()
+for _ in $(seq 1 600); do
+  if grep -q '"step": 12,' "$work/stopped/metrics.jsonl" 2>/dev/null; then
+    for p in $(pgrep -f "$work/stopped"); do
+      tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^OMPI_COMM_WORLD_RANK=" && ranks+=("$p")
+    done
+    break
+  fi
+  sleep 0.1
+done
+check "found both ranks of the running job" test "${#ranks[@]}" -eq 2
+((${#ranks[@]})) && kill -TERM "${ranks[@]}"
+wait "$job"
+rc=$?
+check "SIGTERM to every rank: exit 0 (rc $rc)" test "$rc" -eq 0
+stopped_at=$(grep -o "stopped by SIGTERM at step [0-9]*" "$work/stopped.log" | grep -o "[0-9]*$")
+check "… one line says where it stopped (step ${stopped_at:-?})" test -n "$stopped_at"
+check "… and the checkpoint of that step is latest" test "$(cat "$work/stopped/checkpoints/latest" 2>/dev/null)" = "$(printf 'step-%07d' "${stopped_at:-0}")"
 
 # Layouts the model cannot take are refused, naming the option.
 refused() {  # refused RANKS MESSAGE [options…]

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "data/json_text.h"
 #include "kernels/core/check.h"
 
 namespace tfm {
@@ -186,28 +187,6 @@ class Parser {
   size_t i_ = 0;
 };
 
-void dump_string(std::string& out, const std::string& s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += char(c);  // UTF-8 passes through unchanged
-        }
-    }
-  }
-  out += '"';
-}
-
 }  // namespace
 
 Json Json::parse(std::string_view text, const std::string& where) {
@@ -234,7 +213,7 @@ void Json::dump_to(std::string& out, int indent) const {
       out += buf;
       break;
     }
-    case Kind::string: dump_string(out, string_); break;
+    case Kind::string: append_json_string(out, string_); break;
     case Kind::array: {
       if (array_.empty()) { out += "[]"; break; }
       out += "[\n";
@@ -251,7 +230,7 @@ void Json::dump_to(std::string& out, int indent) const {
       out += "{\n";
       for (size_t k = 0; k < object_.size(); ++k) {
         out += pad;
-        dump_string(out, object_[k].first);
+        append_json_string(out, object_[k].first);
         out += ": ";
         object_[k].second.dump_to(out, indent + 2);
         out += k + 1 < object_.size() ? ",\n" : "\n";

@@ -19,57 +19,25 @@ constexpr hsize_t kOffsetChunk = 1 << 13;  // elements: 64 KiB of int64 per chun
 constexpr size_t kFlushTokens = 1 << 20;   // writer buffers this many ids per side before a write
 constexpr size_t kFlushOffsets = 1 << 15;
 
-// Owns one HDF5 identifier and closes it with the matching H5?close.
-class Handle {
- public:
-  Handle() = default;
-  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  Handle(Handle&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
-  Handle& operator=(Handle&& o) noexcept {
-    reset();
-    id_ = o.id_; close_ = o.close_; o.id_ = -1;
-    return *this;
-  }
-  ~Handle() { reset(); }
-  void reset() {
-    if (id_ >= 0 && close_) close_(id_);
-    id_ = -1;
-  }
-  hid_t get() const { return id_; }
-  hid_t release() {  // gives up ownership without closing
-    hid_t id = id_;
-    id_ = -1;
-    return id;
-  }
-  bool valid() const { return id_ >= 0; }
+using Handle = Hdf5Handle;
 
- private:
-  hid_t id_ = -1;
-  herr_t (*close_)(hid_t) = nullptr;
-};
-
-Handle checked(hid_t id, herr_t (*close)(hid_t), const std::string& what) {
-  if (id < 0) h5fail(what);
-  return Handle(id, close);
-}
-
-Handle make_scalar_space() { return checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate"); }
+Handle make_scalar_space() { return Handle(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate"); }
 
 void write_int_attribute(hid_t loc, const char* name, int64_t value, const std::string& where) {
   Handle space = make_scalar_space();
-  Handle attr = checked(H5Acreate2(loc, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                        H5Aclose, cat(where, ": cannot create attribute ", name));
+  Handle attr(H5Acreate2(loc, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+               H5Aclose, cat(where, ": cannot create attribute ", name));
   if (H5Awrite(attr.get(), H5T_NATIVE_INT64, &value) < 0) h5fail(cat(where, ": cannot write attribute ", name));
 }
 
 void write_string_attribute(hid_t loc, const char* name, const std::string& value,
                             const std::string& where) {
-  Handle type = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy");
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy");
   H5Tset_size(type.get(), std::max<size_t>(1, value.size()));
   H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
   Handle space = make_scalar_space();
-  Handle attr = checked(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                        H5Aclose, cat(where, ": cannot create attribute ", name));
+  Handle attr(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+               H5Aclose, cat(where, ": cannot create attribute ", name));
   std::string padded = value;
   padded.resize(std::max<size_t>(1, value.size()), '\0');
   if (H5Awrite(attr.get(), type.get(), padded.data()) < 0) h5fail(cat(where, ": cannot write attribute ", name));
@@ -79,13 +47,13 @@ Handle open_attribute(hid_t loc, const char* name, const std::string& where) {
   htri_t exists = H5Aexists(loc, name);
   if (exists < 0) h5fail(cat(where, ": cannot look up attribute ", name));
   if (exists == 0) fail(cat(where, ": missing attribute '", name, "' (not a tfm shard?)"));
-  return checked(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose, cat(where, ": cannot open attribute ", name));
+  return Handle(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose, cat(where, ": cannot open attribute ", name));
 }
 
 int64_t read_int_attribute(hid_t loc, const char* name, const std::string& where) {
   Handle attr = open_attribute(loc, name, where);
-  Handle type = checked(H5Aget_type(attr.get()), H5Tclose, "H5Aget_type");
-  Handle space = checked(H5Aget_space(attr.get()), H5Sclose, "H5Aget_space");
+  Handle type(H5Aget_type(attr.get()), H5Tclose, "H5Aget_type");
+  Handle space(H5Aget_space(attr.get()), H5Sclose, "H5Aget_space");
   if (H5Tget_class(type.get()) != H5T_INTEGER || H5Sget_simple_extent_npoints(space.get()) != 1) {
     fail(cat(where, ": attribute '", name, "' is not a scalar integer"));
   }
@@ -96,11 +64,11 @@ int64_t read_int_attribute(hid_t loc, const char* name, const std::string& where
 
 std::string read_string_attribute(hid_t loc, const char* name, const std::string& where) {
   Handle attr = open_attribute(loc, name, where);
-  Handle type = checked(H5Aget_type(attr.get()), H5Tclose, "H5Aget_type");
+  Handle type(H5Aget_type(attr.get()), H5Tclose, "H5Aget_type");
   if (H5Tget_class(type.get()) != H5T_STRING) fail(cat(where, ": attribute '", name, "' is not a string"));
   std::string value;
   if (H5Tis_variable_str(type.get()) > 0) {  // as h5py writes str attributes
-    Handle mem = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy");
+    Handle mem(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy");
     H5Tset_size(mem.get(), H5T_VARIABLE);
     char* p = nullptr;
     if (H5Aread(attr.get(), mem.get(), &p) < 0) h5fail(cat(where, ": cannot read attribute ", name));
@@ -117,7 +85,7 @@ std::string read_string_attribute(hid_t loc, const char* name, const std::string
 
 // Object creation properties without timestamps, so identical content gives identical bytes.
 Handle untimed(hid_t cls) {
-  Handle p = checked(H5Pcreate(cls), H5Pclose, "H5Pcreate");
+  Handle p(H5Pcreate(cls), H5Pclose, "H5Pcreate");
   H5Pset_obj_track_times(p.get(), false);
   return p;
 }
@@ -134,20 +102,20 @@ struct AppendDataset {
     name = full_name;
     mem_type = memory_type;
     hsize_t dims = 0, maxdims = H5S_UNLIMITED;
-    Handle space = checked(H5Screate_simple(1, &dims, &maxdims), H5Sclose, "H5Screate_simple");
+    Handle space(H5Screate_simple(1, &dims, &maxdims), H5Sclose, "H5Screate_simple");
     Handle dcpl = untimed(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl.get(), 1, &chunk);
-    dataset = checked(H5Dcreate2(group, leaf, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
-                      H5Dclose, cat(shard, ": cannot create dataset ", name));
+    dataset = Handle(H5Dcreate2(group, leaf, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                     H5Dclose, cat(shard, ": cannot create dataset ", name));
   }
 
   void append(const void* data, hsize_t n, const std::string& shard) {
     if (n == 0) return;
     hsize_t new_size = size + n;
     if (H5Dset_extent(dataset.get(), &new_size) < 0) h5fail(cat(shard, ": cannot extend ", name));
-    Handle file_space = checked(H5Dget_space(dataset.get()), H5Sclose, "H5Dget_space");
+    Handle file_space(H5Dget_space(dataset.get()), H5Sclose, "H5Dget_space");
     H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &size, nullptr, &n, nullptr);
-    Handle mem_space = checked(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple");
+    Handle mem_space(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple");
     if (H5Dwrite(dataset.get(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data) < 0) {
       h5fail(cat(shard, ": cannot write ", name, " (disk full?)"));
     }
@@ -204,13 +172,13 @@ ShardWriter::ShardWriter(std::string path, int64_t vocab_size, std::string token
   m.tokenizer_sha256 = std::move(tokenizer_sha256);
   m.small = tokens_fit_uint16(vocab_size);
   Handle fcpl = untimed(H5P_FILE_CREATE);
-  m.file = checked(H5Fcreate(m.tmp_path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT), H5Fclose,
-                   cat("cannot create shard ", m.tmp_path));
+  m.file = Handle(H5Fcreate(m.tmp_path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT), H5Fclose,
+                  cat("cannot create shard ", m.tmp_path));
   for (int s = 0; s < 2; ++s) {
     const char* side = side_name(Side(s));
     Handle gcpl = untimed(H5P_GROUP_CREATE);
-    Handle group = checked(H5Gcreate2(m.file.get(), side, H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose,
-                           cat(m.tmp_path, ": cannot create group ", side));
+    Handle group(H5Gcreate2(m.file.get(), side, H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose,
+                  cat(m.tmp_path, ": cannot create group ", side));
     m.tokens[s].create(group.get(), "tokens", m.small ? H5T_STD_U16LE : H5T_STD_I32LE,
                        m.small ? H5T_NATIVE_UINT16 : H5T_NATIVE_INT32, kTokenChunk, m.tmp_path,
                        cat("/", side, "/tokens"));
@@ -269,7 +237,7 @@ ShardStats ShardWriter::finish() {
     for (auto& d : m.offsets) d.dataset.reset();
     if (H5Fflush(m.file.get(), H5F_SCOPE_LOCAL) < 0) h5fail(cat(m.tmp_path, ": cannot flush (disk full?)"));
     // Closed by hand (not by the handle) so that a failing close is reported.
-    if (H5Fclose(m.file.release()) < 0) h5fail(cat(m.tmp_path, ": cannot close"));
+    m.file.close(cat(m.tmp_path, ": cannot close"));
   }
   rename_durable(m.tmp_path, m.path);
   m.finished = true;
@@ -297,9 +265,9 @@ struct ShardFile::Impl {
     }
     if (count == 0) return;
     hsize_t start = hsize_t(first), n = hsize_t(count);
-    Handle file_space = checked(H5Dget_space(dataset), H5Sclose, "H5Dget_space");
+    Handle file_space(H5Dget_space(dataset), H5Sclose, "H5Dget_space");
     H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &n, nullptr);
-    Handle mem_space = checked(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple");
+    Handle mem_space(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple");
     if (H5Dread(dataset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
       h5fail(cat("shard ", path, ": cannot read ", name, "[", first, ", ", first + count, ") (truncated or corrupt file?)"));
     }
@@ -314,14 +282,14 @@ ShardFile::ShardFile(std::string path) : impl_(std::make_unique<Impl>()) {
   std::FILE* probe = std::fopen(m.path.c_str(), "rb");
   if (!probe) fail(cat(where, ": cannot open (missing?)"));
   std::fclose(probe);
-  Handle fapl = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate");
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate");
 #if H5_VERSION_GE(1, 10, 7)
   // Shards are immutable once renamed into place, so read locks buy nothing — and on network file
   // systems without flock (common on clusters) they make every open fail.
   H5Pset_file_locking(fapl.get(), false, true);
 #endif
-  m.file = checked(H5Fopen(m.path.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose,
-                   cat(where, ": cannot open as HDF5 (truncated or corrupt?)"));
+  m.file = Handle(H5Fopen(m.path.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose,
+                  cat(where, ": cannot open as HDF5 (truncated or corrupt?)"));
   int64_t version = read_int_attribute(m.file.get(), "format_version", where);
   if (version != kShardFormatVersion) {
     fail(cat(where, ": format_version is ", version, "; this tfm reads format_version ", kShardFormatVersion));
@@ -338,13 +306,13 @@ ShardFile::ShardFile(std::string path) : impl_(std::make_unique<Impl>()) {
       htri_t exists = H5Lexists(m.file.get(), cat("/", side_name(Side(s))).c_str(), H5P_DEFAULT);
       if (exists > 0) exists = H5Lexists(m.file.get(), name.c_str(), H5P_DEFAULT);
       if (exists <= 0) fail(cat(where, ": missing dataset ", name));
-      Handle ds = checked(H5Dopen2(m.file.get(), name.c_str(), H5P_DEFAULT), H5Dclose,
-                          cat(where, ": cannot open dataset ", name));
-      Handle space = checked(H5Dget_space(ds.get()), H5Sclose, "H5Dget_space");
+      Handle ds(H5Dopen2(m.file.get(), name.c_str(), H5P_DEFAULT), H5Dclose,
+                 cat(where, ": cannot open dataset ", name));
+      Handle space(H5Dget_space(ds.get()), H5Sclose, "H5Dget_space");
       if (H5Sget_simple_extent_ndims(space.get()) != 1) fail(cat(where, ": dataset ", name, " is not 1-D"));
       hsize_t dims = 0;
       H5Sget_simple_extent_dims(space.get(), &dims, nullptr);
-      Handle type = checked(H5Dget_type(ds.get()), H5Tclose, "H5Dget_type");
+      Handle type(H5Dget_type(ds.get()), H5Tclose, "H5Dget_type");
       bool is_int = H5Tget_class(type.get()) == H5T_INTEGER;
       size_t size = H5Tget_size(type.get());
       bool is_signed = is_int && H5Tget_sign(type.get()) == H5T_SGN_2;

@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "kernels/core/check.h"
+#include "kernels/core/device.h"
+#include "kernels/elementwise/elementwise.h"
 
 namespace tfm {
 
@@ -63,13 +65,28 @@ int ParameterStore::add(const std::string& name, std::vector<int64_t> shape, Ini
   return int(params_.size() - 1);
 }
 
-void ParameterStore::allocate(DType dtype, Device device, int64_t pad_multiple) {
+void ParameterStore::allocate(DType dtype, Device device, int64_t pad_multiple, DType compute) {
   TFM_CHECK(dtype == DType::f32 || dtype == DType::f64,
             "parameters: master weights are f32 (or f64 in tests), got ", dtype_name(dtype));
   TFM_CHECK(pad_multiple >= 1, "parameters: pad_multiple must be positive, got ", pad_multiple);
+  if (compute == DType::f32 && dtype == DType::f64) compute = dtype;  // the default follows f64
+  TFM_CHECK(compute == dtype || (dtype == DType::f32 && (compute == DType::bf16 || compute == DType::f16)),
+            "parameters: compute dtype ", dtype_name(compute), " beside ", dtype_name(dtype),
+            " master weights (mixed precision is f32 masters with a bf16 or f16 working copy)");
   const int64_t n = (total_ + pad_multiple - 1) / pad_multiple * pad_multiple;
   values_ = Buffer(dtype, {n}, device);
   grads_ = Buffer(dtype, {n}, device);
+  working_ = compute == dtype ? Buffer() : Buffer(compute, {n}, device);
+  if (device != Device::cpu) {  // host buffers start zeroed; device memory does not
+    Context ctx;
+    ctx.device = device;
+    for (const Buffer* b : {&values_, &grads_, &working_})
+      if (b->tensor().defined()) fill_zero(ctx, b->tensor());
+  }
+}
+
+void ParameterStore::refresh_working_copy(const Context& ctx) {
+  if (has_working_copy()) convert(ctx, values_.tensor(), working_.tensor());
 }
 
 int ParameterStore::index(const std::string& name) const {
@@ -101,7 +118,16 @@ Tensor ParameterStore::fused(const Buffer& flat, int first, int count) const {
 
 void ParameterStore::initialize(uint64_t seed) {
   TFM_CHECK(allocated(), "parameters: initialize() before allocate()");
-  TFM_CHECK(values_.tensor().device == Device::cpu, "parameters: initialise on the host");
+  if (device() != Device::cpu) {
+    // Drawn on the host (the generator is host code), then copied; the caller refreshes the
+    // working copy.
+    Buffer host(dtype(), {values_.tensor().numel()});
+    std::swap(values_, host);
+    initialize(seed);
+    std::swap(values_, host);
+    copy_to_device(values_.tensor().data, host.tensor().data, host.tensor().bytes());
+    return;
+  }
   for (const ParamInfo& p : params_) {
     SplitMix64 rng{seed ^ fnv1a(p.name)};
     // fan_in/fan_out of a [out, in] weight, as torch.nn.init.xavier_uniform_ computes them.

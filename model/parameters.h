@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/core/buffer.h"
+#include "kernels/core/context.h"
 
 namespace tfm {
 
@@ -47,8 +48,11 @@ class ParameterStore {
   // Allocates the flat value and gradient buffers (zeroed) in `dtype` (f32 master weights; f64
   // for gradient checks). pad_multiple rounds the buffers' length up to a multiple of it (the
   // data-parallel reducer splits them evenly over the DP ranks); the padding is never a
-  // parameter and stays zero.
-  void allocate(DType dtype, Device device = Device::cpu, int64_t pad_multiple = 1);
+  // parameter and stays zero. compute: the dtype the layers compute in; when it differs from
+  // `dtype` (bf16/f16 on the GPU) a working copy of the weights in that dtype is kept beside the
+  // master (mixed precision: DESIGN.md, Trainer); gradients stay in the master dtype.
+  void allocate(DType dtype, Device device = Device::cpu, int64_t pad_multiple = 1,
+                DType compute = DType::f32);
   // Fills every parameter from its Init rule, deterministically from (seed, name): the values do
   // not depend on registration order, on how many parameters exist, nor on the TP layout (each
   // rank draws the logical tensor and keeps its part).
@@ -65,17 +69,27 @@ class ParameterStore {
   int index(const std::string& name) const;  // throws naming the parameter if unknown
   bool contains(const std::string& name) const { return by_name_.count(name) != 0; }
 
-  // Parameter i's local part, shaped local_shape.
-  Tensor value(int i) const { return view(values_, i); }
+  // Parameter i's local part, shaped local_shape, in the compute dtype: what the layers use (the
+  // working copy under mixed precision, else the master itself).
+  Tensor value(int i) const { return view(working(), i); }
+  Tensor master(int i) const { return view(values_, i); }  // the master dtype's
   Tensor grad(int i) const { return view(grads_, i); }
   // `count` consecutive parameters of equal shape [r, c] as one [count·r, c] tensor (fused
   // projections); checks they are adjacent.
-  Tensor fused_value(int first, int count) const { return fused(values_, first, count); }
+  Tensor fused_value(int first, int count) const { return fused(working(), first, count); }
   Tensor fused_grad(int first, int count) const { return fused(grads_, first, count); }
 
-  const Tensor& values() const { return values_.tensor(); }  // [total] flat
+  const Tensor& values() const { return values_.tensor(); }  // [total] flat master weights
   const Tensor& grads() const { return grads_.tensor(); }
-  DType dtype() const { return values_.tensor().dtype; }
+  // The flat buffer value() views: the working copy, or the master when there is none.
+  const Buffer& working() const { return working_.tensor().defined() ? working_ : values_; }
+  bool has_working_copy() const { return working_.tensor().defined(); }
+  // Rounds the master weights into the working copy (after initialisation or loading; the
+  // optimiser writes it during its update). No-op without one.
+  void refresh_working_copy(const Context& ctx);
+  DType dtype() const { return values_.tensor().dtype; }           // master dtype
+  DType compute_dtype() const { return working().tensor().dtype; }
+  Device device() const { return values_.tensor().device; }
 
  private:
   Tensor view(const Buffer& flat, int i) const;
@@ -85,7 +99,7 @@ class ParameterStore {
   std::vector<ParamInfo> params_;
   std::unordered_map<std::string, int> by_name_;
   int64_t total_ = 0;
-  Buffer values_, grads_;
+  Buffer values_, grads_, working_;
 };
 
 }  // namespace tfm

@@ -40,6 +40,8 @@ struct TensorParallel {
   int rank = 0;                           // this rank's place in its TP group
   int size = 1;                           // TP degree
   comm::Communicator* group = nullptr;    // the TP group's communicator (null when size == 1)
+  comm::Communicator* host_group = nullptr;  // host-memory collectives over the same ranks
+                                             // (the same object on the CPU)
 
   bool active() const { return size > 1; }
   // A dimension of `total` split evenly: this rank's length and its first index.

@@ -2,6 +2,10 @@
 
 #include <cmath>
 
+#include <cstring>
+
+#include "comm/communicator.h"
+#include "kernels/core/device.h"
 #include "kernels/cross_entropy/cross_entropy.h"
 #include "kernels/dropout/dropout.h"
 #include "kernels/elementwise/elementwise.h"
@@ -20,7 +24,31 @@ Tensor host_ids(const std::vector<int32_t>& ids, std::initializer_list<int64_t> 
   return Tensor(const_cast<int32_t*>(ids.data()), DType::i32, Device::cpu, dims);
 }
 
+// Token ids and lengths where the ops run: a view of the host vector on the CPU, a copy in the
+// step's arena on the GPU.
+Tensor ids_for(Step& s, const std::vector<int32_t>& ids, std::initializer_list<int64_t> dims) {
+  Tensor host = host_ids(ids, dims);
+  if (s.ctx.device == Device::cpu) return host;
+  Tensor dev = s.arena.alloc(DType::i32, dims);
+  copy_to_device(dev.data, host.data, host.bytes());
+  return dev;
+}
+
+// A tensor's values on the host, as f32 or f64 (a device tensor is copied, bf16/f16 widened).
+Buffer host_copy(const Tensor& t) {
+  const DType wide = t.dtype == DType::f64 ? DType::f64 : DType::f32;
+  Buffer raw(t.dtype, {t.numel()});
+  if (t.device == Device::cpu) std::memcpy(raw.tensor().data, t.data, t.bytes());
+  else copy_to_host(raw.tensor().data, t.data, t.bytes());
+  if (t.dtype == wide) return raw;
+  Buffer out(wide, {t.numel()});
+  convert(Context{}, raw.tensor(), out.tensor());
+  return out;
+}
+
 double host_sum(const Tensor& t) {
+  if (t.device != Device::cpu || (t.dtype != DType::f32 && t.dtype != DType::f64))
+    return host_sum(host_copy(t).tensor());
   double s = 0;
   if (t.dtype == DType::f64) {
     for (int64_t i = 0; i < t.numel(); ++i) s += t.as<double>()[i];
@@ -108,7 +136,7 @@ EmbeddingShard vocabulary_shard(const TensorParallel& tp, int64_t vocab) {
 
 Tensor Embeddings::forward(Step& s, const Tensor& tokens) {
   tokens_ = tokens;
-  Tensor out = s.alloc(store_.dtype(), {tokens.dim(0), tokens.dim(1), cfg_.d_model});
+  Tensor out = s.alloc(store_.compute_dtype(), {tokens.dim(0), tokens.dim(1), cfg_.d_model});
   embedding_forward(s.ctx, tokens, store_.value(table_), std::sqrt(double(cfg_.d_model)), out,
                     /*position_offset=*/0, vocabulary_shard(tp_, cfg_.vocab_size));
   reduce_from_tp_region_forward(tp_, out);
@@ -208,12 +236,19 @@ void Transformer::loss_forward(Step& s, const Tensor& logits, const Tensor& loss
                               loss, nll, lse_);
 }
 
-int64_t Transformer::count_correct(Step& s, const Tensor& logits, const std::vector<int32_t>& gold) {
-  TFM_CHECK(logits.device == Device::cpu, "model: accuracy is counted on the host");
+int64_t Transformer::count_correct(Step& s, const Tensor& device_logits, const std::vector<int32_t>& gold) {
+  // Counted on the host (evaluation only): device or reduced-precision logits are copied first.
+  Buffer staged;
+  Tensor logits = device_logits;
+  if (logits.device != Device::cpu || (logits.dtype != DType::f32 && logits.dtype != DType::f64)) {
+    staged = host_copy(device_logits);
+    logits = staged.tensor().view({device_logits.dim(0), device_logits.dim(1)});
+  }
   const int64_t n = logits.dim(0), v = logits.dim(1), first = tp_.first(cfg_.vocab_size);
   // Per position: the best logit of this rank's slice and its global id (ties: the lowest id,
   // as one argmax over the whole row gives).
-  Tensor best = s.alloc(DType::f64, {n, 2});
+  Buffer best_buffer(DType::f64, {n, 2});
+  const Tensor best = best_buffer.tensor();
   double* b = best.as<double>();
   for (int64_t r = 0; r < n; ++r) {
     int64_t arg = 0;
@@ -226,10 +261,13 @@ int64_t Transformer::count_correct(Step& s, const Tensor& logits, const std::vec
     b[2 * r] = max;
     b[2 * r + 1] = double(first + arg);
   }
+  Buffer all_buffer;
   Tensor all = best;
   if (tp_.active()) {
-    all = s.alloc(DType::f64, {int64_t(tp_.size), n, 2});
-    all_gather_tp(tp_, best, all);
+    TFM_CHECK(tp_.host_group != nullptr, "model: counting accuracy under TP needs the host group");
+    all_buffer = Buffer(DType::f64, {int64_t(tp_.size), n, 2});
+    all = all_buffer.tensor();
+    tp_.host_group->all_gather(best, all);
   }
   int64_t correct = 0;
   for (int64_t r = 0; r < n; ++r) {
@@ -251,13 +289,14 @@ void Transformer::gradients_ready(int first, int end) const {
 
 LossStats Transformer::forward(Step& s, const Batch& batch, Tensor* logits_out) {
   TFM_CHECK(store_.allocated(), "model: parameters not allocated");
-  TFM_CHECK(s.ctx.device == Device::cpu, "model: the CUDA path is not built yet");
+  TFM_CHECK(s.ctx.device == store_.device(), "model: the parameters are on ",
+            device_name(store_.device()), " but the step runs on ", device_name(s.ctx.device));
   const int64_t b = batch.size, ts = batch.src_len, tt = batch.tgt_len;
-  src_ = host_ids(batch.src, {b, ts});
-  src_lengths_ = host_ids(batch.src_lengths, {b});
-  tgt_in_ = host_ids(batch.tgt_in, {b, tt});
-  tgt_lengths_ = host_ids(batch.tgt_lengths, {b});
-  targets_ = host_ids(batch.tgt_out, {b * tt});
+  src_ = ids_for(s, batch.src, {b, ts});
+  src_lengths_ = ids_for(s, batch.src_lengths, {b});
+  tgt_in_ = ids_for(s, batch.tgt_in, {b, tt});
+  tgt_lengths_ = ids_for(s, batch.tgt_lengths, {b});
+  targets_ = ids_for(s, batch.tgt_out, {b * tt});
 
   memory_ = encode(s, src_, src_lengths_);
   Tensor logits = rows_of(decode_logits(s, tgt_in_, tgt_lengths_, memory_, src_lengths_));

@@ -39,28 +39,7 @@ constexpr const char* kConfigFile = "config";
 
 // ---- HDF5 plumbing: errors become tfm::Error naming the file, identifiers close themselves.
 
-class H5 {
- public:
-  H5(hid_t id, herr_t (*close)(hid_t), const std::string& what) : id_(id), close_(close) {
-    if (id_ < 0) h5fail(what);
-  }
-  ~H5() {
-    if (id_ >= 0) close_(id_);
-  }
-  H5(const H5&) = delete;
-  H5& operator=(const H5&) = delete;
-  hid_t get() const { return id_; }
-  // Closes now and reports failure (a file's close is where buffered data reaches the disk).
-  void close(const std::string& what) {
-    herr_t rc = close_(id_);
-    id_ = -1;
-    if (rc < 0) h5fail(what);
-  }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
-};
+using H5 = Hdf5Handle;  // data/hdf5_errors.h
 
 void write_int_attribute(hid_t loc, const char* name, int64_t value, const std::string& where) {
   H5 space(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate");
@@ -104,7 +83,7 @@ void write_tensors(hid_t file, const std::string& prefix, const ParameterStore& 
   std::vector<float> staging;
   for (int i = 0; i < int(params.size()); ++i) {
     const ParamInfo& p = params.info(i);
-    Tensor t = flat ? slice_of(*flat, p) : params.value(i);
+    Tensor t = flat ? slice_of(*flat, p) : params.master(i);
     std::vector<hsize_t> dims(p.shape.begin(), p.shape.end());
     H5 space(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(int(dims.size()), dims.data(), nullptr),
              H5Sclose, "H5Screate");
@@ -168,7 +147,7 @@ void read_tensors(hid_t group, const std::string& where, ParameterStore& params,
     TFM_CHECK(got == p.shape, "tensor ", p.name, " has shape ", shape_str(got), " in ", where,
               " but the model's is ", shape_str(p.shape),
               " (the checkpoint was written for a different model configuration)");
-    Tensor t = flat ? slice_of(*flat, p) : params.value(i);
+    Tensor t = flat ? slice_of(*flat, p) : params.master(i);
     TFM_CHECK(t.dtype == DType::f32, "checkpoint: loading into ", dtype_name(t.dtype),
               " tensors is not supported (master weights are f32)");
     float* dst = static_cast<float*>(t.data);

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "data/json_text.h"
 #include "kernels/core/check.h"
 
 namespace tfm {
@@ -21,25 +22,9 @@ std::string json_number(double v) {
 }
 
 std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;  // UTF-8 passes through; JSON text is UTF-8
-        }
-    }
-  }
-  return out + "\"";
+  std::string out;
+  append_json_string(out, s);
+  return out;
 }
 
 MetricsLogger::MetricsLogger(const std::string& run_dir, bool tensorboard) {

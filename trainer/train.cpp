@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <algorithm>
 #include <cstring>
 #include <cmath>
 #include <filesystem>
@@ -20,6 +21,7 @@
 #include "data/files.h"
 #include "data/reader.h"
 #include "kernels/core/device.h"
+#include "kernels/core/dtype.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/optimizer/optimizer.h"
 #include "trainer/evaluate.h"
@@ -187,6 +189,7 @@ TensorParallel tensor_parallel_of(comm::ParallelContext* par) {
     tp.rank = par->tp_rank();
     tp.size = par->tp_size();
     tp.group = &par->tp();
+    tp.host_group = &par->host_comm(comm::Axis::tp);
   }
   return tp;
 }
@@ -227,10 +230,39 @@ std::string fixed(double x, int decimals) {
 
 }  // namespace
 
+namespace {
+// The library takes "auto" as the CPU in fp32, so a test constructing a Trainer behaves the same
+// on every machine; `tfm train` resolves "auto" first (resolve_device_and_precision), picking the
+// GPU when there is one.
+Device device_of(const TrainOptions& o) {
+  return o.device == "cuda" ? Device::cuda : Device::cpu;
+}
+DType compute_dtype_of(const TrainOptions& o) {
+  if (o.precision == "bf16") return DType::bf16;
+  if (o.precision == "fp16") return DType::f16;
+  return DType::f32;
+}
+Context context_for(Device device, Arena& arena) {
+  Context ctx;
+  ctx.device = device;
+  // The GPU ops take their scratch from the step's arena (reset with it); the CPU twins manage
+  // their own.
+  if (device == Device::cuda) ctx.workspace = &arena;
+  return ctx;
+}
+// fp16 dynamic loss scaling: the initial scale and how many clean steps double it.
+constexpr double kInitialLossScale = 65536.0;
+constexpr int64_t kGrowthInterval = 2000;
+}  // namespace
+
 Trainer::Trainer(const TrainOptions& options, std::unique_ptr<BatchSource> source,
                  comm::ParallelContext* parallel)
-    : opt_(options), source_(std::move(source)), par_(parallel),
+    : opt_(options), source_(std::move(source)), par_(parallel), device_(device_of(options)),
+      compute_(compute_dtype_of(options)), arena_(device_), ctx_(context_for(device_, arena_)),
       model_(options.model, tensor_parallel_of(parallel)) {
+  TFM_CHECK(device_ == Device::cuda || compute_ == DType::f32, "--precision ", opt_.precision,
+            ": reduced precision needs the GPU (--device cuda)");
+  if (compute_ == DType::f16) loss_scale_ = kInitialLossScale;
   if (par_) {
     world_rank_ = par_->world_rank();
     world_size_ = par_->world_size();
@@ -247,9 +279,11 @@ Trainer::Trainer(const TrainOptions& options, std::unique_ptr<BatchSource> sourc
     openblas_set_num_threads(opt_.threads);
   }
   ParameterStore& params = model_.params();
-  // Padded to a multiple of DP, so the reducer's buckets split evenly over the DP ranks.
-  params.allocate(DType::f32, Device::cpu, dp_size_);
+  // f32 masters (and gradients) on the training device, with a bf16/f16 working copy under mixed
+  // precision; padded to a multiple of DP, so the reducer's buckets split evenly over DP ranks.
+  params.allocate(DType::f32, device_, dp_size_, compute_);
   params.initialize(opt_.seed);
+  params.refresh_working_copy(ctx_);
   owned_ = {comm::ElementRange{0, params.flat_numel()}};
   if (dp_size_ > 1) {
     std::vector<comm::ParamRange> ranges;
@@ -264,8 +298,17 @@ Trainer::Trainer(const TrainOptions& options, std::unique_ptr<BatchSource> sourc
   }
   int64_t owned = 0;
   for (const auto& r : owned_) owned += r.numel;
-  adam_m_ = Buffer(DType::f32, {owned});
-  adam_v_ = Buffer(DType::f32, {owned});
+  adam_m_ = Buffer(DType::f32, {owned}, device_);
+  adam_v_ = Buffer(DType::f32, {owned}, device_);
+  fill_zero(ctx_, adam_m_.tensor());  // device memory does not start zeroed
+  fill_zero(ctx_, adam_v_.tensor());
+}
+
+Buffer Trainer::on_host(const Tensor& flat) const {
+  Buffer host(flat.dtype, {flat.numel()});
+  if (flat.device == Device::cpu) std::memcpy(host.tensor().data, flat.data, flat.bytes());
+  else copy_to_host(host.tensor().data, flat.data, flat.bytes());
+  return host;
 }
 
 Trainer::~Trainer() = default;
@@ -310,7 +353,9 @@ StepReport Trainer::step() {
   // summed gradient is that of the mean loss over the whole global batch.
   std::vector<double> counts{double(tgt_tokens), double(src_tokens)};
   host_all_reduce(par_, comm::Axis::dp, counts);
-  const double grad_scale = 1.0 / counts[0];
+  // fp16: the loss is scaled up so small gradients survive in half precision; the gradients
+  // are scaled back before clipping and the update.
+  const double grad_scale = loss_scale_ / counts[0];
   LossStats total;
   for (size_t i = 0; i < micro.size(); ++i) {
     const uint64_t global_micro = uint64_t(i) * uint64_t(dp_size_) + uint64_t(dp_rank_);
@@ -333,14 +378,26 @@ StepReport Trainer::step() {
   r.nll = sums[1] / sums[2];
   r.tokens = int64_t(counts[0] + counts[1]);
   r.lr = opt_.lr.at(r.step);
-  r.grad_norm = std::sqrt(global_grad_sum_squares());
+  r.loss_scale = loss_scale_;
+  // The inf/NaN check of loss scaling is this norm: Σ g² is non-finite iff some g is.
+  r.grad_norm = std::sqrt(global_grad_sum_squares()) / loss_scale_;
   if (!std::isfinite(r.grad_norm)) {
     r.skipped = true;  // an overflow must not reach the weights (every rank sees the same norm)
     ++skipped_;
+    if (compute_ == DType::f16) {
+      loss_scale_ = std::max(1.0, loss_scale_ / 2);
+      loss_scale_good_steps_ = 0;
+    }
   } else {
     const Tensor values = params.values(), grads = params.grads();
-    if (opt_.clip_norm > 0 && r.grad_norm > opt_.clip_norm)
-      for (const auto& o : owned_) scale_inplace(ctx_, grads.rows(o.offset, o.numel), opt_.clip_norm / r.grad_norm);
+    double factor = 1.0 / loss_scale_;  // unscale and clip in one pass
+    if (opt_.clip_norm > 0 && r.grad_norm > opt_.clip_norm) factor *= opt_.clip_norm / r.grad_norm;
+    if (factor != 1.0)
+      for (const auto& o : owned_) scale_inplace(ctx_, grads.rows(o.offset, o.numel), factor);
+    if (compute_ == DType::f16 && ++loss_scale_good_steps_ >= kGrowthInterval) {
+      loss_scale_ *= 2;
+      loss_scale_good_steps_ = 0;
+    }
     AdamHyper h;
     h.lr = r.lr;
     h.beta1 = opt_.adam_beta1;
@@ -349,13 +406,19 @@ StepReport Trainer::step() {
     h.weight_decay = opt_.weight_decay;
     h.step = r.step;
     int64_t at = 0;  // where this range's moments start in the concatenated buffers
+    const bool working = params.has_working_copy();
     for (const auto& o : owned_) {
       const int64_t n = o.numel;
+      // The same pass writes the bf16/f16 working copy the next forward reads.
       adam_step(ctx_, h, values.rows(o.offset, n), grads.rows(o.offset, n),
-                adam_m_.tensor().rows(at, n), adam_v_.tensor().rows(at, n));
+                adam_m_.tensor().rows(at, n), adam_v_.tensor().rows(at, n),
+                working ? params.working().tensor().rows(o.offset, n) : Tensor());
       at += n;
     }
-    if (reducer_ && opt_.zero) reducer_->gather(values);  // every rank's updated share, to all
+    if (reducer_ && opt_.zero) {  // every rank's updated share, to all
+      reducer_->gather(values);
+      if (working) reducer_->gather(params.working().tensor());
+    }
   }
   history_.push_back(r);
   return r;
@@ -392,11 +455,15 @@ void Trainer::ensure_logical_model() {
 void Trainer::evaluate_bleu(EvalReport& e) {
   if (opt_.eval_bleu_sentences <= 0 || source_->bleu_split().empty()) return;
   const auto start = std::chrono::steady_clock::now();
+  // Decoding runs on the host, on a whole model: under TP the shards are gathered, on the GPU the
+  // master weights are copied.
   Transformer* whole = &model_;
-  if (model_.params().tp_size() > 1) {
+  if (model_.params().tp_size() > 1 || device_ != Device::cpu) {
     ensure_logical_model();
-    gather_logical(model_.params(), model_.params().values(), &par_->host_comm(comm::Axis::tp),
-                   logical_->params(), logical_->params().values());
+    Buffer values = on_host(model_.params().values());
+    gather_logical(model_.params(), values.tensor(),
+                   par_ ? &par_->host_comm(comm::Axis::tp) : nullptr, logical_->params(),
+                   logical_->params().values());
     whole = logical_.get();
   }
   ReaderOptions ro;
@@ -410,7 +477,9 @@ void Trainer::evaluate_bleu(EvalReport& e) {
   EvalOptions eo;
   eo.decode.beam = opt_.eval_beam;
   eo.max_sentences = opt_.eval_bleu_sentences;
-  EvalResult r = evaluate_split(*whole, ctx_, arena_, reader, eo);
+  Arena host_arena;  // the decoder's scratch; on the host whatever the training device
+  EvalResult r = whole == &model_ ? evaluate_split(*whole, ctx_, arena_, reader, eo)
+                                  : evaluate_split(*whole, Context{}, host_arena, reader, eo);
   auto flat = r.bleu_stats.to_array();
   std::vector<double> sums(flat.begin(), flat.end());
   sums.push_back(double(r.sentences));
@@ -432,6 +501,8 @@ TrainingState Trainer::state() const {
   s.seed = opt_.seed;
   s.data_position = source_->position();
   s.skipped_steps = skipped_;
+  s.loss_scale = loss_scale_;
+  s.loss_scale_good_steps = loss_scale_good_steps_;
   s.config = opt_.resolved();
   s.model = model_.config();
   return s;
@@ -440,8 +511,8 @@ TrainingState Trainer::state() const {
 // ZeRO-1: the moments of the whole flat buffer, each rank contributing its share.
 void Trainer::gather_full_moments(Buffer& m, Buffer& v) {
   const int64_t n = model_.params().flat_numel();
-  m = Buffer(DType::f32, {n});
-  v = Buffer(DType::f32, {n});
+  m = Buffer(DType::f32, {n}, device_);
+  v = Buffer(DType::f32, {n}, device_);
   fill_zero(ctx_, m.tensor());
   fill_zero(ctx_, v.tensor());
   int64_t at = 0;
@@ -476,9 +547,12 @@ std::string Trainer::save() {
     comm::Communicator* tp = &par_->host_comm(comm::Axis::tp);
     logical_m = Buffer(DType::f32, {full.flat_numel()});
     logical_v = Buffer(DType::f32, {full.flat_numel()});
-    gather_logical(model_.params(), model_.params().values(), tp, full, full.values());
-    gather_logical(model_.params(), m, tp, full, logical_m.tensor());
-    gather_logical(model_.params(), v, tp, full, logical_v.tensor());
+    // Host copies first: the gather and the files work on host memory.
+    const Buffer host_values = on_host(model_.params().values());
+    const Buffer host_m = on_host(m), host_v = on_host(v);
+    gather_logical(model_.params(), host_values.tensor(), tp, full, full.values());
+    gather_logical(model_.params(), host_m.tensor(), tp, full, logical_m.tensor());
+    gather_logical(model_.params(), host_v.tensor(), tp, full, logical_v.tensor());
     w.params = &full;
     w.adam_m = logical_m.tensor();
     w.adam_v = logical_v.tensor();
@@ -508,12 +582,13 @@ TrainingState Trainer::resume(const std::string& checkpoint_dir) {
   Buffer full_m, full_v;
   Tensor m = adam_m_.tensor(), v = adam_v_.tensor();
   if (reducer_ && opt_.zero) {
-    full_m = Buffer(DType::f32, {model_.params().flat_numel()});
-    full_v = Buffer(DType::f32, {model_.params().flat_numel()});
+    full_m = Buffer(DType::f32, {model_.params().flat_numel()}, device_);
+    full_v = Buffer(DType::f32, {model_.params().flat_numel()}, device_);
     m = full_m.tensor();
     v = full_v.tensor();
   }
   TrainingState s = load_checkpoint(checkpoint_dir, model_.params(), &m, &v, /*verify=*/false);
+  model_.params().refresh_working_copy(ctx_);
   if (reducer_ && opt_.zero) {
     int64_t at = 0;
     for (const auto& o : owned_) {
@@ -529,6 +604,10 @@ TrainingState Trainer::resume(const std::string& checkpoint_dir) {
   source_->restore(s.data_position);
   step_ = s.step;
   skipped_ = s.skipped_steps;
+  if (compute_ == DType::f16 && s.loss_scale > 1) {  // a fp16 run's scale carries over
+    loss_scale_ = s.loss_scale;
+    loss_scale_good_steps_ = s.loss_scale_good_steps;
+  }
   // A checkpoint of this run directory need not be written again before the next step; one of
   // another run (--resume PATH) must, or a relaunch with --resume auto would start over.
   std::error_code ec;
@@ -548,8 +627,11 @@ EvalReport Trainer::run() {
     write_file_atomic((fs::path(opt_.out) / "config").string(), opt_.resolved());
     metrics = std::make_unique<MetricsLogger>(opt_.out);
     std::cout << "tfm train: " << model_.config().summary() << "\n"
-              << "  parameters " << logical_parameter_count(model_.params()) << ", device cpu ("
-              << omp_get_max_threads() << " threads), fp32, " << opt_.steps << " steps of "
+              << "  parameters " << logical_parameter_count(model_.params()) << ", device "
+              << (device_ == Device::cuda ? cat("cuda (", cuda_device_name(par_ ? par_->local_rank() % std::max(1, cuda_device_count()) : 0), ")")
+                                          : cat("cpu (", omp_get_max_threads(), " threads)"))
+              << ", " << opt_.precision << (compute_ == DType::f32 ? "" : " compute, fp32 master weights")
+              << ", " << opt_.steps << " steps of "
               << opt_.accumulate << " × " << opt_.batch_tokens << " tokens"
               << (dp_size_ > 1 ? cat(" × ", dp_size_, " DP ranks") : std::string()) << "\n";
     if (par_ && world_size_ > 1)
@@ -589,12 +671,23 @@ EvalReport Trainer::run() {
       double elapsed = std::chrono::duration<double>(now - start).count();
       double tokens_per_s = window_s > 0 ? double(window_tokens) / window_s : 0.0;
       std::cout << format_progress(r.step, opt_.steps, r.loss, r.lr, tokens_per_s, elapsed, start_step)
-                << (r.skipped ? " | step skipped (non-finite gradient)" : "") << std::endl;
+                << (r.skipped ? cat(" | step skipped (non-finite gradient", compute_ == DType::f16
+                                    ? cat("; loss scale now ", loss_scale_) : std::string(), ")")
+                              : std::string())
+                << std::endl;
+      if (r.step == start_step + 1 && device_ == Device::cuda)
+        std::cout << "  device memory: parameters, gradients, working copy and Adam state "
+                  << (logical_parameter_count(model_.params()) * (4 + 4 + 8 + int64_t(dtype_size(compute_))) >> 20)
+                  << " MiB (whole model), activation arena " << (arena_.high_water() >> 20)
+                  << " MiB after the first step" << std::endl;
       std::vector<std::pair<std::string, double>> fields{
           {"loss", r.loss}, {"nll", r.nll}, {"ppl", std::exp(r.nll)}, {"lr", r.lr},
           {"grad_norm", r.grad_norm}, {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed},
           {"skipped", r.skipped ? 1.0 : 0.0}};
       if (reducer_) fields.emplace_back("comm_wait_s", window_comm_wait);
+      if (compute_ == DType::f16) fields.emplace_back("loss_scale", r.loss_scale);
+      if (r.step == start_step + 1 && device_ == Device::cuda)
+        fields.emplace_back("arena_mib", double(arena_.high_water()) / (1 << 20));
       metrics->log(r.step, fields);
     }
     if (log_now) {
@@ -742,16 +835,12 @@ namespace {
 int train_on(comm::World& world, int argc, char** argv) {
   TrainOptions opt;
   if (!parse_train_options(argc, argv, opt)) return 0;
-  if (opt.device == "cuda")
-    fail("--device cuda: the CUDA backend is not available yet in this build; use --device cpu");
-  if (opt.precision == "bf16" || opt.precision == "fp16")
-    fail(cat("--precision ", opt.precision, ": reduced precision needs the CUDA backend; on CPU "
-             "use fp32"));
+  resolve_device_and_precision(opt);
   TFM_CHECK(world.size() % opt.tp == 0, "--tp ", opt.tp, " does not divide the ", world.size(),
             " ranks of this job (DP × TP must equal the number of processes)");
   comm::ParallelOptions po;
   po.tp = opt.tp;
-  po.device = Device::cpu;
+  po.device = opt.device == "cuda" ? Device::cuda : Device::cpu;  // NCCL on the GPU, MPI on the CPU
   po.comm.timeout_seconds = opt.comm_timeout;
   comm::ParallelContext parallel(world, po);
   const bool root = parallel.world_rank() == 0;

@@ -68,6 +68,7 @@ struct StepReport {
   int64_t step = 0;
   double loss = 0, nll = 0;   // per target token
   double lr = 0, grad_norm = 0;
+  double loss_scale = 1;      // fp16: the scale this step's backward ran with
   int64_t tokens = 0;         // source + target tokens (non-pad) in the step
   bool skipped = false;       // non-finite gradient: no update
 };
@@ -86,6 +87,8 @@ class Trainer {
  public:
   // parallel: the process grid of this job (null: a world of one). With a grid, construction and
   // every method below are collective over the world, called in the same order on every rank.
+  // options.device / precision "auto" mean cpu / fp32 here; `tfm train` resolves them first
+  // (resolve_device_and_precision). On cuda the grid's communicators must be NCCL's.
   Trainer(const TrainOptions& options, std::unique_ptr<BatchSource> source,
           comm::ParallelContext* parallel = nullptr);
   ~Trainer();
@@ -116,9 +119,14 @@ class Trainer {
   // --overlap-grad-reduce, switchable between steps (the overlap benchmark compares both).
   void set_overlap_reduce(bool on) { opt_.overlap_reduce = on; }
   bool is_root() const { return world_rank_ == 0; }  // prints, logs and writes checkpoints
+  Device device() const { return device_; }
+  DType compute_dtype() const { return compute_; }
+  double loss_scale() const { return loss_scale_; }
 
  private:
   bool stop_now();              // collective: did any rank receive SIGTERM/SIGINT?
+  // Host copies of a flat device buffer (the master weights or a moment) for files and decoding.
+  Buffer on_host(const Tensor& flat) const;
   double global_grad_sum_squares();
   void ensure_logical_model();  // a TP = 1 model to gather shards into
   void gather_full_moments(Buffer& m, Buffer& v);  // ZeRO-1: every rank's share, whole
@@ -128,13 +136,20 @@ class Trainer {
   std::unique_ptr<BatchSource> source_;
   comm::ParallelContext* par_ = nullptr;
   int world_rank_ = 0, world_size_ = 1, dp_rank_ = 0, dp_size_ = 1;
+  Device device_ = Device::cpu;
+  DType compute_ = DType::f32;   // activations and the working copy (bf16/f16 on the GPU)
+  Arena arena_;                  // activations and op scratch of a step, on device_
   Context ctx_;
-  Arena arena_;
   Transformer model_;
   std::unique_ptr<comm::GradientReducer> reducer_;
   bool reducing_ = false;        // the hook forwards gradient reports only on a step's last micro-batch
   std::vector<comm::ElementRange> owned_;  // what this rank's Adam updates
   Buffer adam_m_, adam_v_;       // Adam moments of owned_, concatenated
+  // fp16 dynamic loss scaling (DESIGN.md, Trainer): the loss is multiplied by loss_scale_ before
+  // backward; a non-finite gradient skips the step and halves it, kGrowthInterval clean steps
+  // double it. 1 and unused in fp32 and bf16.
+  double loss_scale_ = 1.0;
+  int64_t loss_scale_good_steps_ = 0;
   std::unique_ptr<Transformer> logical_;  // TP > 1: the whole model, for checkpoints and BLEU
   int64_t step_ = 0;
   int64_t skipped_ = 0;      // steps skipped for a non-finite gradient, over the whole run

@@ -1,5 +1,7 @@
 #include "trainer/train_options.h"
 
+#include "kernels/core/device.h"
+
 #include <boost/program_options.hpp>
 #include <fstream>
 #include <iostream>
@@ -205,6 +207,19 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     o.model.validate();
   }
   return true;
+}
+
+void resolve_device_and_precision(TrainOptions& o) {
+  const bool gpu = cuda_compiled() && cuda_device_count() > 0;
+  if (o.device == "auto") o.device = gpu ? "cuda" : "cpu";
+  if (o.device == "cuda")
+    TFM_CHECK(gpu, "--device cuda: ", cuda_compiled() ? "no GPU is visible to this process "
+              "(check nvidia-smi and CUDA_VISIBLE_DEVICES)" : "this build has no CUDA (configured "
+              "with -DTFM_CUDA=OFF or without nvcc)", "; use --device cpu");
+  if (o.precision == "auto") o.precision = o.device == "cuda" ? "bf16" : "fp32";
+  if (o.device == "cpu")
+    TFM_CHECK(o.precision == "fp32", "--precision ", o.precision, ": reduced precision needs the "
+              "GPU (--device cuda); on the CPU use fp32");
 }
 
 std::string TrainOptions::resolved() const {

@@ -28,8 +28,8 @@ struct TrainOptions {
   double adam_beta1 = 0.9, adam_beta2 = 0.98, adam_eps = 1e-9, weight_decay = 0.0;
   double clip_norm = 0.0;       // 0: no clipping
   uint64_t seed = 1;
-  std::string device = "auto";  // auto | cpu | cuda
-  std::string precision = "auto";
+  std::string device = "auto";  // auto | cpu | cuda (resolve_device_and_precision picks)
+  std::string precision = "auto";  // auto | fp32 | bf16 | fp16 (auto: bf16 on cuda, fp32 on cpu)
   int threads = 0;              // 0: all cores
 
   // Parallelism (under mpirun/srun; comm/grid.h). The world is DP × TP with DP = world / TP;
@@ -62,6 +62,11 @@ struct TrainOptions {
   // out: they say how this invocation starts, not what the run is.
   std::string resolved() const;
 };
+
+// Replaces "auto" in options.device (cuda when this build has CUDA and a GPU is visible, else
+// cpu) and options.precision (bf16 on cuda, fp32 on cpu); refuses --device cuda without a GPU
+// and reduced precision on the CPU, naming the option.
+void resolve_device_and_precision(TrainOptions& options);
 
 // Parses `tfm train …` (argv[0] is "train"). Returns false when help was printed (exit 0).
 // Throws tfm::Error naming the option on any bad input.

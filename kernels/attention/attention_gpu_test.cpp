@@ -332,6 +332,37 @@ TEST(AttentionGpu, LongSequencesSpanManyTiles) {
   check_all_paths(c, 401);
 }
 
+// Makes V's row j of every head the unit vector e_j (separate q, k, v; Tk ≤ head_dim), so that
+// out[i, h·dk + j] = P'_ij: the probabilities after masks and dropout, zeros where dropped.
+void make_v_one_hot(Problem& pr) {
+  const Case& c = pr.c;
+  float* v = pr.v.as<float>();
+  for (int64_t b = 0; b < c.B; ++b)
+    for (int64_t j = 0; j < c.Tk; ++j)
+      for (int64_t h = 0; h < c.H; ++h)
+        for (int64_t d = 0; d < c.dk; ++d)
+          v[(b * c.Tk + j) * pr.pv.width + pr.pv.col + h * c.dk + d] = d == j ? 1.f : 0.f;
+}
+
+// Forward only, of a problem with separate q, k, v: on the GPU in dtype dt (output poisoned
+// first) and by the CPU twin in f64 on the same rounded inputs. Returns {GPU out, CPU out}, both
+// host f64 [B, Tq, D].
+std::pair<Buffer, Buffer> forward_gpu_and_cpu(const Problem& pr, DType dt) {
+  const Case& c = pr.c;
+  gt::GpuEnv env;
+  Buffer d_q = gt::to_device(pr.q, dt), d_k = gt::to_device(pr.k, dt);
+  Buffer d_v = gt::to_device(pr.v, dt), d_len = gt::to_device(pr.lengths);
+  Buffer d_out(dt, {c.B, c.Tq, c.D()}, Device::cuda);
+  Buffer d_lse(DType::f32, {c.B, c.H, c.Tq}, Device::cuda);
+  gt::poison_device(d_out);
+  attention_forward(env.ctx, pr.args, d_q, d_k, d_v, d_len, d_out, d_lse);
+  Buffer r_q = gt::rounded(pr.q, dt, DType::f64), r_k = gt::rounded(pr.k, dt, DType::f64);
+  Buffer r_v = gt::rounded(pr.v, dt, DType::f64);
+  Buffer want(DType::f64, {c.B, c.Tq, c.D()}), want_lse(DType::f64, {c.B, c.H, c.Tq});
+  attention_forward(testing::cpu_context(), pr.args, r_q, r_k, r_v, pr.lengths, want, want_lse);
+  return {gt::to_host(d_out, DType::f64), std::move(want)};
+}
+
 // With V's row j of every head the unit vector e_j (Tk ≤ head_dim), out[i, h·dk + j] = P'_ij,
 // so the GPU's dropout mask (and causal and padding masks) can be compared exactly: zeros in
 // the same places as the CPU twin's.
@@ -345,35 +376,14 @@ TEST(AttentionGpu, DropoutMaskEqualsTheCpuTwins) {
         c.layout = Layout::aligned;
         c.lengths = {17, 12};
         Problem pr(c, 500 + causal);
-        float* v = pr.v.as<float>();
-        for (int64_t b = 0; b < c.B; ++b)
-          for (int64_t j = 0; j < c.Tk; ++j)
-            for (int64_t h = 0; h < c.H; ++h)
-              for (int64_t d = 0; d < c.dk; ++d)
-                v[(b * c.Tk + j) * pr.pv.width + pr.pv.col + h * c.dk + d] = d == j ? 1.f : 0.f;
+        make_v_one_hot(pr);
         SCOPED_TRACE(cat(describe(c), " dtype=", dtype_name(dt), simt ? " simt" : ""));
         PathGuard path(simt);
-        gt::GpuEnv env;
-        Buffer d_q = gt::to_device(pr.q, dt), d_k = gt::to_device(pr.k, dt);
-        Buffer d_v = gt::to_device(pr.v, dt), d_len = gt::to_device(pr.lengths);
-        Buffer d_out(dt, {c.B, c.Tq, c.D()}, Device::cuda);
-        Buffer d_lse(DType::f32, {c.B, c.H, c.Tq}, Device::cuda);
-        gt::poison_device(d_out);
-        attention_forward(env.ctx, pr.args, d_q, d_k, d_v, d_len, d_out, d_lse);
-        Buffer r_q = gt::rounded(pr.q, dt, DType::f64), r_k = gt::rounded(pr.k, dt, DType::f64);
-        Buffer r_v = gt::rounded(pr.v, dt, DType::f64);
-        Buffer want(DType::f64, {c.B, c.Tq, c.D()}), want_lse(DType::f64, {c.B, c.H, c.Tq});
-        attention_forward(testing::cpu_context(), pr.args, r_q, r_k, r_v, pr.lengths, want,
-                          want_lse);
-        Buffer got = gt::to_host(d_out, DType::f64);
-        int64_t zeros = 0, mismatches = 0;
-        for (int64_t i = 0; i < want.numel(); ++i) {
-          const bool want_zero = want.as<double>()[i] == 0.0;
-          const bool got_zero = got.as<double>()[i] == 0.0;
-          zeros += want_zero;
-          mismatches += want_zero != got_zero;
-        }
-        EXPECT_EQ(mismatches, 0) << "of " << want.numel() << " probabilities";
+        auto [got, want] = forward_gpu_and_cpu(pr, dt);
+        int64_t zeros = 0;
+        for (int64_t i = 0; i < want.numel(); ++i) zeros += want.as<double>()[i] == 0.0;
+        EXPECT_EQ(gt::zero_pattern_mismatches(got, want), 0)
+            << "of " << want.numel() << " probabilities";
         EXPECT_GT(zeros, want.numel() / 4);  // the mask did drop (p = 0.5)
         EXPECT_LE(block_error(got, want, 0, c.D()), gt::tolerance(dt));
       }
@@ -407,29 +417,11 @@ TEST(AttentionGpu, HeadBlockDropoutMatchesCpuTwin) {
     Problem pr(c, 720);
     const int64_t hq = c.Tq * c.Tk;
     pr.args.dropout = dropout_column_block(pr.args.dropout, 2 * hq, 5 * hq, 3 * hq);
-    float* v = pr.v.as<float>();
-    for (int64_t b = 0; b < c.B; ++b)
-      for (int64_t j = 0; j < c.Tk; ++j)
-        for (int64_t h = 0; h < c.H; ++h)
-          for (int64_t d = 0; d < c.dk; ++d)
-            v[(b * c.Tk + j) * pr.pv.width + pr.pv.col + h * c.dk + d] = d == j ? 1.f : 0.f;
+    make_v_one_hot(pr);
     SCOPED_TRACE(cat("one-hot V, dtype=", dtype_name(dt)));
-    gt::GpuEnv env;
-    Buffer d_q = gt::to_device(pr.q, dt), d_k = gt::to_device(pr.k, dt);
-    Buffer d_v = gt::to_device(pr.v, dt), d_len = gt::to_device(pr.lengths);
-    Buffer d_out(dt, {c.B, c.Tq, c.D()}, Device::cuda);
-    Buffer d_lse(DType::f32, {c.B, c.H, c.Tq}, Device::cuda);
-    gt::poison_device(d_out);
-    attention_forward(env.ctx, pr.args, d_q, d_k, d_v, d_len, d_out, d_lse);
-    Buffer r_q = gt::rounded(pr.q, dt, DType::f64), r_k = gt::rounded(pr.k, dt, DType::f64);
-    Buffer r_v = gt::rounded(pr.v, dt, DType::f64);
-    Buffer want(DType::f64, {c.B, c.Tq, c.D()}), want_lse(DType::f64, {c.B, c.H, c.Tq});
-    attention_forward(testing::cpu_context(), pr.args, r_q, r_k, r_v, pr.lengths, want, want_lse);
-    Buffer got = gt::to_host(d_out, DType::f64);
-    int64_t mismatches = 0;
-    for (int64_t i = 0; i < want.numel(); ++i)
-      mismatches += (want.as<double>()[i] == 0.0) != (got.as<double>()[i] == 0.0);
-    EXPECT_EQ(mismatches, 0) << "of " << want.numel() << " probabilities";
+    auto [got, want] = forward_gpu_and_cpu(pr, dt);
+    EXPECT_EQ(gt::zero_pattern_mismatches(got, want), 0)
+        << "of " << want.numel() << " probabilities";
   }
 }
 

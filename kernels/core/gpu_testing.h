@@ -40,6 +40,15 @@ inline const char* no_gpu_reason() {
   } else                                                                \
     (void)0
 
+// The whole body of a GPU test file's `#else` branch when its tests need the CUDA twin's header
+// (kernels/<op>/<op>_cuda.h, only under TFM_HAVE_CUDA): one test that skips with the reason, so a
+// build without CUDA still lists the suite. Use as TFM_GPU_SUITE_SKIPPED_WITHOUT_CUDA(LinearGpu);
+#define TFM_GPU_SUITE_SKIPPED_WITHOUT_CUDA(suite)                          \
+  TEST(suite, SkippedWithoutCuda) {                                        \
+    GTEST_SKIP() << "no GPU: " << ::tfm::gpu_testing::no_gpu_reason();    \
+  }                                                                        \
+  static_assert(true, "")
+
 // A context on the GPU (default stream) with a device arena for the ops' scratch memory.
 struct GpuEnv {
   Arena arena{Device::cuda};

@@ -89,4 +89,17 @@ inline void expect_same_dtype(const Tensor& a, const Tensor& b, const char* op, 
             dtype_name(a.dtype));
 }
 
+// A parameter-side tensor (a weight, bias or norm scale, or its gradient) beside activations of
+// dtype `activation`: the same dtype, or — mixed precision, on the GPU only — f32 beside bf16/f16
+// activations (fp32 master gradients written straight from bf16 inputs). The CPU twins compute
+// in one dtype.
+inline void expect_param_dtype(Device device, DType activation, const Tensor& t, const char* op,
+                               const char* arg) {
+  const bool mixed = device == Device::cuda && t.dtype == DType::f32 &&
+                     (activation == DType::bf16 || activation == DType::f16);
+  TFM_CHECK(t.dtype == activation || mixed, op, ": ", arg, " is ", dtype_name(t.dtype),
+            ", expected ", dtype_name(activation),
+            device == Device::cuda ? " (or f32 beside bf16/f16 activations)" : "");
+}
+
 }  // namespace tfm

@@ -12,10 +12,7 @@
 namespace tfm {
 namespace {
 
-using gpu_testing::GpuEnv;
-using gpu_testing::rounded;
-using gpu_testing::to_device;
-using gpu_testing::to_host;
+using namespace gpu_testing;  // GpuEnv, to_device, to_host, rounded, ...
 
 TEST(DropoutGpu, MaskAndValuesMatchCpuTwinExactly) {
   TFM_SKIP_WITHOUT_GPU();

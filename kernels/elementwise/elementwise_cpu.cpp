@@ -54,6 +54,52 @@ void copy(const Context& ctx, const Tensor& src, const Tensor& dst) {
   if (src.data != dst.data) std::memcpy(dst.data, src.data, src.bytes());
 }
 
+namespace {
+// Host element access through double (exact for every dtype here), rounding once on store.
+double load_as_double(const Tensor& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::f32: return t.as<float>()[i];
+    case DType::f64: return t.as<double>()[i];
+    case DType::bf16: return bf16_to_float(t.as<bf16_t>()[i]);
+    case DType::f16: return f16_to_float(t.as<f16_t>()[i]);
+    default: fail(cat("convert: ", dtype_name(t.dtype), " is not a floating dtype"));
+  }
+}
+void store_from_double(const Tensor& t, int64_t i, double v) {
+  switch (t.dtype) {
+    case DType::f32: t.as<float>()[i] = float(v); return;
+    case DType::f64: t.as<double>()[i] = v; return;
+    // Through float first: every f32, bf16 and f16 value is a float, and the device converts
+    // from float too, so both twins round the same way.
+    case DType::bf16: t.as<bf16_t>()[i] = float_to_bf16(float(v)); return;
+    case DType::f16: t.as<f16_t>()[i] = float_to_f16(float(v)); return;
+    default: fail(cat("convert: ", dtype_name(t.dtype), " is not a floating dtype"));
+  }
+}
+}  // namespace
+
+void convert(const Context& ctx, const Tensor& src, const Tensor& dst) {
+  const char* op = "convert";
+  TFM_CHECK(src.defined() && dst.defined(), op, ": tensors must be defined");
+  expect_device(ctx, src, op, "src");
+  expect_device(ctx, dst, op, "dst");
+  TFM_CHECK(src.numel() == dst.numel(), op, ": ", src.shape_str(), " vs ", dst.shape_str());
+  if (src.dtype == dst.dtype) return copy(ctx, src, dst);
+  if (ctx.device == Device::cuda) {
+#ifdef TFM_HAVE_CUDA
+    return cuda::convert(ctx, src, dst);
+#else
+    no_cuda_twin(op);
+#endif
+  }
+  auto floating = [](DType t) {
+    return t == DType::f32 || t == DType::f64 || t == DType::bf16 || t == DType::f16;
+  };
+  TFM_CHECK(floating(src.dtype) && floating(dst.dtype), op, ": converts floating dtypes, got ",
+            dtype_name(src.dtype), " to ", dtype_name(dst.dtype));
+  parallel_for(src.numel(), [&](int64_t i) { store_from_double(dst, i, load_as_double(src, i)); });
+}
+
 void fill_zero(const Context& ctx, const Tensor& x) {
   expect_device(ctx, x, "fill_zero", "x");
   if (ctx.device == Device::cuda) {

@@ -124,6 +124,31 @@ void copy(const Context& ctx, const Tensor& src, const Tensor& dst) {
              "copy: cudaMemcpyAsync");
 }
 
+template <class S, class D>
+__global__ void convert_kernel(const S* src, D* dst, int64_t n) {
+  int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    dst[i] = from_float<D>(to_float(src[i]));
+}
+
+void convert(const Context& ctx, const Tensor& src, const Tensor& dst) {
+  TFM_CHECK(src.defined() && dst.defined(), "convert: tensors must be defined");
+  expect_device(ctx, src, "convert", "src");
+  expect_device(ctx, dst, "convert", "dst");
+  TFM_CHECK(src.numel() == dst.numel(), "convert: ", src.shape_str(), " vs ", dst.shape_str());
+  const int64_t n = src.numel();
+  if (n == 0) return;
+  dispatch_gpu_float(src.dtype, "convert", [&](auto s) {
+    using S = typename decltype(s)::type;
+    dispatch_gpu_float(dst.dtype, "convert", [&](auto d) {
+      using D = typename decltype(d)::type;
+      convert_kernel<S, D><<<grid_for(n, kThreads), kThreads, 0, stream_of(ctx)>>>(
+          static_cast<const S*>(src.data), static_cast<D*>(dst.data), n);
+    });
+  });
+  check_launch("convert");
+}
+
 void fill_zero(const Context& ctx, const Tensor& x) {
   expect_device(ctx, x, "fill_zero", "x");
   if (x.bytes() == 0) return;

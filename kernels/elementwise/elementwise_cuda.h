@@ -10,6 +10,7 @@ namespace tfm::cuda {
 void add(const Context& ctx, const Tensor& a, const Tensor& b, const Tensor& out);
 void accumulate(const Context& ctx, const Tensor& dst, const Tensor& src);
 void copy(const Context& ctx, const Tensor& src, const Tensor& dst);
+void convert(const Context& ctx, const Tensor& src, const Tensor& dst);  // f32/bf16/f16 → any of them
 void fill_zero(const Context& ctx, const Tensor& x);
 void scale_inplace(const Context& ctx, const Tensor& x, double factor);
 // Σ x² in double: per-block double partials over fixed 16384-element chunks, reduced on the

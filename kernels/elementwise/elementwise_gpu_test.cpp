@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "kernels/core/gpu_testing.h"
@@ -107,6 +108,29 @@ TEST(ElementwiseGpu, EmptyTensorsAreFine) {
   fill_zero(env.ctx, e);
   copy(env.ctx, e, e);
   EXPECT_EQ(sum_squares(env.ctx, e), 0.0);
+}
+
+TEST(ElementwiseGpu, ConvertMatchesCpuTwin) {
+  TFM_SKIP_WITHOUT_GPU();
+  GpuEnv env;
+  auto cpu = testing::cpu_context();
+  for (int64_t n : kSizes) {
+    Buffer h = testing::random_buffer<float>({n}, uint64_t(n), -3.0, 3.0);
+    for (DType from : {DType::f32, DType::bf16, DType::f16}) {
+      for (DType to : {DType::f32, DType::bf16, DType::f16}) {
+        Buffer src_host = gpu_testing::convert(h.tensor(), from);
+        Buffer src(from, {n}, Device::cuda), dst(to, {n}, Device::cuda);
+        copy_to_device(src.tensor().data, src_host.tensor().data, src.tensor().bytes());
+        convert(env.ctx, src.tensor(), dst.tensor());
+        Buffer want(to, {n});
+        convert(cpu, src_host.tensor(), want.tensor());
+        Buffer got(to, {n});
+        copy_to_host(got.tensor().data, dst.tensor().data, got.tensor().bytes());
+        EXPECT_EQ(std::memcmp(got.tensor().data, want.tensor().data, got.tensor().bytes()), 0)
+            << dtype_name(from) << " to " << dtype_name(to) << ", n = " << n;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -55,7 +55,7 @@ EmbeddingDims check_embedding(const Context& ctx, const Tensor& tokens, const Te
   expect_device(ctx, table, op, table_arg);
   expect_device(ctx, rows, op, rows_arg);
   expect_dtype(tokens, DType::i32, op, "tokens");
-  expect_same_dtype(table, rows, op, rows_arg);
+  expect_param_dtype(ctx.device, rows.dtype, table, op, table_arg);
   TFM_CHECK(tokens.rank == 2, op, ": tokens must be [B, T], got ", tokens.shape_str());
   TFM_CHECK(table.rank == 2, op, ": ", table_arg, " must be [V, D], got ", table.shape_str());
   EmbeddingDims d{tokens.dim(0), tokens.dim(1), table.dim(0), table.dim(1)};

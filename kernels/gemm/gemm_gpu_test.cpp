@@ -243,7 +243,7 @@ TEST(GemmGpu, ColumnSumsAreDeterministicAndMatchReference) {
 
 #else
 
-TEST(GemmGpu, SkippedWithoutCuda) { GTEST_SKIP() << "no GPU: " << gpu_testing::no_gpu_reason(); }
+TFM_GPU_SUITE_SKIPPED_WITHOUT_CUDA(GemmGpu);
 
 #endif
 

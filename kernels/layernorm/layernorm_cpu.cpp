@@ -41,7 +41,7 @@ NormDims check_rows(const Context& ctx, const Tensor& x, const Tensor& gamma, co
   d.width = x.dim(-1);
   d.rows = d.width ? x.numel() / d.width : 0;
   TFM_CHECK(d.width > 0, op, ": x has no features, shape ", x.shape_str());
-  expect_same_dtype(x, gamma, op, "gamma");
+  expect_param_dtype(ctx.device, x.dtype, gamma, op, "gamma");
   expect_shape(gamma, {d.width}, op, "gamma");
   // Statistics are kept in the accumulation type of x's dtype.
   DType stat = x.dtype == DType::f64 ? DType::f64 : DType::f32;
@@ -144,7 +144,7 @@ void layer_norm_forward(const Context& ctx, const Tensor& x, const Tensor& gamma
   NormDims d = check_rows(ctx, x, gamma, mean, rstd, op);
   TFM_CHECK(beta.defined(), op, ": beta must be defined");
   expect_device(ctx, beta, op, "beta");
-  expect_same_dtype(x, beta, op, "beta");
+  expect_param_dtype(ctx.device, x.dtype, beta, op, "beta");
   expect_shape(beta, {d.width}, op, "beta");
   expect_same_shape(ctx, x, y, op, "y");
   TFM_CHECK(eps >= 0, op, ": eps ", eps, " is negative");
@@ -173,7 +173,7 @@ void layer_norm_backward(const Context& ctx, const Tensor& dy, const Tensor& x,
   for (auto [t, arg] : {std::pair{&dgamma, "dgamma"}, std::pair{&dbeta, "dbeta"}}) {
     if (!t->defined()) continue;  // a frozen parameter: its gradient is not wanted
     expect_device(ctx, *t, op, arg);
-    expect_same_dtype(x, *t, op, arg);
+    expect_param_dtype(ctx.device, x.dtype, *t, op, arg);
     expect_shape(*t, {d.width}, op, arg);
   }
   if (ctx.device == Device::cuda) {

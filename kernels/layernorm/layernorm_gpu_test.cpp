@@ -16,11 +16,7 @@
 namespace tfm {
 namespace {
 
-using gpu_testing::GpuEnv;
-using gpu_testing::rounded;
-using gpu_testing::scaled_error;
-using gpu_testing::to_device;
-using gpu_testing::to_host;
+using namespace gpu_testing;  // GpuEnv, to_device, to_host, rounded, ...
 
 #ifdef TFM_HAVE_CUDA
 
@@ -118,7 +114,7 @@ TEST(LayerNormGpu, PublicOpsRunTheCudaTwinAndParameterGradientsAreDeterministic)
 
 #else
 
-TEST(LayerNormGpu, SkippedWithoutCuda) { GTEST_SKIP() << "no GPU: " << gpu_testing::no_gpu_reason(); }
+TFM_GPU_SUITE_SKIPPED_WITHOUT_CUDA(LayerNormGpu);
 
 #endif
 

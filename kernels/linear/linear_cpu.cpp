@@ -56,12 +56,13 @@ LinearDims check_x_w(const Context& ctx, const Tensor& x, const Tensor& w, const
   return d;
 }
 
-// Optional tensor of a given shape: undefined is fine, otherwise shape, dtype and device match.
+// Optional parameter-side tensor (b, dw, db) of a given shape: undefined is fine, otherwise
+// shape and device match and the dtype is x's (or f32 beside bf16/f16 x on the GPU).
 void expect_optional(const Context& ctx, const Tensor& t, const Tensor& like,
                      std::initializer_list<int64_t> dims, const char* op, const char* arg) {
   if (!t.defined()) return;
   expect_device(ctx, t, op, arg);
-  expect_same_dtype(like, t, op, arg);
+  expect_param_dtype(ctx.device, like.dtype, t, op, arg);
   expect_shape(t, dims, op, arg);
 }
 

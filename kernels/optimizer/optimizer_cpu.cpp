@@ -18,7 +18,10 @@ namespace tfm {
 
 namespace {
 
-template <class T>
+// kDecay (wd > 0) is a template argument rather than a test in the loop, and the lambda
+// captures by value: both, with -fno-math-errno for the sqrt (kernels/CMakeLists.txt), let GCC
+// vectorise the loop. The arithmetic per element is the same either way.
+template <class T, bool kDecay>
 void adam_cpu(const AdamHyper& h, T* p, const T* g, T* m, T* v, int64_t n) {
   using A = acc_t<T>;
   const A beta1 = A(h.beta1), beta2 = A(h.beta2);
@@ -26,7 +29,7 @@ void adam_cpu(const AdamHyper& h, T* p, const T* g, T* m, T* v, int64_t n) {
   // Bias corrections in double: β^t for large t underflows gracefully to 0 (correction 1).
   const A correction1 = A(1.0 - std::pow(h.beta1, double(h.step)));
   const A correction2 = A(1.0 - std::pow(h.beta2, double(h.step)));
-  auto update_element = [&](int64_t i) {
+  auto update_element = [=](int64_t i) {
     const A gi = A(g[i]);
     const A mi = beta1 * A(m[i]) + (A(1) - beta1) * gi;
     const A vi = beta2 * A(v[i]) + (A(1) - beta2) * gi * gi;
@@ -34,7 +37,7 @@ void adam_cpu(const AdamHyper& h, T* p, const T* g, T* m, T* v, int64_t n) {
     v[i] = T(vi);
     const A pi = A(p[i]);
     A update = (mi / correction1) / (std::sqrt(vi / correction2) + eps);
-    if (wd > A(0)) update += wd * pi;
+    if constexpr (kDecay) update += wd * pi;
     p[i] = T(pi - lr * update);
   };
   // Small buffers run inline: forking a thread team costs more than 2^14 updates.
@@ -78,7 +81,11 @@ void adam_step(const Context& ctx, const AdamHyper& h, const Tensor& params, con
             dtype_name(working_copy.dtype), " ", working_copy.shape_str(), ")");
   dispatch_cpu_float(params.dtype, op, [&](auto zero) {
     using T = decltype(zero);
-    adam_cpu<T>(h, params.as<T>(), grads.as<T>(), m.as<T>(), v.as<T>(), params.numel());
+    // The test in the accumulation type: a weight decay that rounds to 0 there is none.
+    if (acc_t<T>(h.weight_decay) > acc_t<T>(0))
+      adam_cpu<T, true>(h, params.as<T>(), grads.as<T>(), m.as<T>(), v.as<T>(), params.numel());
+    else
+      adam_cpu<T, false>(h, params.as<T>(), grads.as<T>(), m.as<T>(), v.as<T>(), params.numel());
   });
 }
 

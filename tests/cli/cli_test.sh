@@ -36,6 +36,12 @@ expect_error "non-numeric steps" "steps" train --synthetic reverse --out "$work/
 expect_error "unknown preset" "--preset" train --synthetic reverse --out "$work/r" --preset huge
 expect_error "heads not dividing d_model" "--heads" train --synthetic reverse --out "$work/r" --heads 3
 expect_error "missing config file" "--config" train --synthetic reverse --out "$work/r" --config "$work/none.cfg"
+expect_error "reduced precision on the CPU" "--precision bf16" train --synthetic reverse --out "$work/r" --device cpu --precision bf16
+expect_error "--zero other than 0 or 1" "--zero" train --synthetic reverse --out "$work/r" --zero 2
+expect_error "--tp not dividing one process" "--tp 2 does not divide" train --synthetic reverse --out "$work/r" --tp 2
+if [[ -z $(command -v nvidia-smi) ]] || ! nvidia-smi -L >/dev/null 2>&1; then
+  expect_error "--device cuda without a GPU" "--device cuda" train --synthetic reverse --out "$work/r" --device cuda
+fi
 
 "$tfm" train --synthetic copy --out "$work/run" --d-model 32 --d-ff 64 --heads 2 --layers 1 \
   --steps 6 --log-every 2 --batch-tokens 256 --eval-batches 1 >"$work/train_out" 2>&1

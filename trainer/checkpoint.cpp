@@ -49,12 +49,18 @@ void write_int_attribute(hid_t loc, const char* name, int64_t value, const std::
     h5fail(cat(where, ": cannot write attribute ", name));
 }
 
-// Tensors may live on a device; files are written from and read into host memory.
-const float* host_floats(const Tensor& t, std::vector<float>& staging) {
-  TFM_CHECK(t.dtype == DType::f32, "checkpoint: tensors are stored as f32, got ",
-            dtype_name(t.dtype));
-  if (t.device == Device::cpu) return static_cast<const float*>(t.data);
-  staging.resize(size_t(t.numel()));
+// Tensors may live on a device; files are written from and read into host memory. Master
+// weights and moments are f32 (f64 in an fp64 test run, stored as f64).
+void expect_stored_dtype(const Tensor& t) {
+  TFM_CHECK(t.dtype == DType::f32 || t.dtype == DType::f64, "checkpoint: tensors are stored as "
+            "f32 (or f64), got ", dtype_name(t.dtype));
+}
+hid_t memory_type(const Tensor& t) { return t.dtype == DType::f64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT; }
+
+const void* host_data(const Tensor& t, std::vector<char>& staging) {
+  expect_stored_dtype(t);
+  if (t.device == Device::cpu) return t.data;
+  staging.resize(t.bytes());
   copy_to_host(staging.data(), t.data, t.bytes());
   return staging.data();
 }
@@ -73,14 +79,14 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-// Writes each tensor of `params` (values or the slices of `flat`) as an f32 dataset named
+// Writes each tensor of `params` (values or the slices of `flat`) as an f32 (f64) dataset named
 // prefix + parameter name.
 void write_tensors(hid_t file, const std::string& prefix, const ParameterStore& params,
                    const Tensor* flat, const std::string& where) {
   // No timestamps: the same weights give the same bytes (and the same SHA-256).
   H5 dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5Pcreate");
   H5Pset_obj_track_times(dcpl.get(), false);
-  std::vector<float> staging;
+  std::vector<char> staging;
   for (int i = 0; i < int(params.size()); ++i) {
     const ParamInfo& p = params.info(i);
     Tensor t = flat ? slice_of(*flat, p) : params.master(i);
@@ -88,10 +94,12 @@ void write_tensors(hid_t file, const std::string& prefix, const ParameterStore& 
     H5 space(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(int(dims.size()), dims.data(), nullptr),
              H5Sclose, "H5Screate");
     const std::string name = prefix + p.name;
-    H5 dset(H5Dcreate2(file, name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+    expect_stored_dtype(t);
+    const hid_t file_type = t.dtype == DType::f64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE;
+    H5 dset(H5Dcreate2(file, name.c_str(), file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
             H5Dclose, cat(where, ": cannot create dataset ", name));
     if (p.numel > 0 &&
-        H5Dwrite(dset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host_floats(t, staging)) < 0)
+        H5Dwrite(dset.get(), memory_type(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, host_data(t, staging)) < 0)
       h5fail(cat(where, ": cannot write dataset ", name));
   }
 }
@@ -130,7 +138,7 @@ void read_tensors(hid_t group, const std::string& where, ParameterStore& params,
     TFM_CHECK(params.contains(name), where, " holds tensor ", name,
               " which this model does not have (a different --share-embeddings or layer count?)");
   }
-  std::vector<float> staging;
+  std::vector<char> staging;
   for (int i = 0; i < int(params.size()); ++i) {
     const ParamInfo& p = params.info(i);
     htri_t exists = H5Lexists(group, p.name.c_str(), H5P_DEFAULT);
@@ -148,11 +156,10 @@ void read_tensors(hid_t group, const std::string& where, ParameterStore& params,
               " but the model's is ", shape_str(p.shape),
               " (the checkpoint was written for a different model configuration)");
     Tensor t = flat ? slice_of(*flat, p) : params.master(i);
-    TFM_CHECK(t.dtype == DType::f32, "checkpoint: loading into ", dtype_name(t.dtype),
-              " tensors is not supported (master weights are f32)");
-    float* dst = static_cast<float*>(t.data);
+    expect_stored_dtype(t);  // HDF5 converts between the file's f32/f64 and this
+    void* dst = t.data;
     if (t.device != Device::cpu) {
-      staging.resize(size_t(p.numel));
+      staging.resize(t.bytes());
       dst = staging.data();
     }
     // A tensor-parallel rank reads only its part: a hyperslab of the logical tensor.
@@ -169,7 +176,7 @@ void read_tensors(hid_t group, const std::string& where, ParameterStore& params,
       file_space = space.get();
       mem_space = slab->get();
     }
-    if (p.numel > 0 && H5Dread(dset.get(), H5T_NATIVE_FLOAT, mem_space, file_space, H5P_DEFAULT, dst) < 0)
+    if (p.numel > 0 && H5Dread(dset.get(), memory_type(t), mem_space, file_space, H5P_DEFAULT, dst) < 0)
       h5fail(cat(where, ": cannot read ", p.name));
     if (t.device != Device::cpu) copy_to_device(t.data, dst, t.bytes());
   }

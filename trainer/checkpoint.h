@@ -9,7 +9,7 @@
 // beyond `keep` are deleted last. A crash at any point leaves the previous `latest` intact.
 //
 // Layout of one checkpoint directory (format_version 1):
-//   model.h5       one f32 dataset per parameter at the root, named exactly as the parameter
+//   model.h5       one f32 dataset (f64 for an fp64 run) per parameter at the root, named exactly as the parameter
 //                  ("encoder.layers.0.self_attn.q_proj.weight": HDF5 allows dots in link names,
 //                  so h5py's f["embed.weight"] and PyTorch's state_dict keys agree), with its
 //                  logical shape ([out, in] for a linear weight). Contiguous, uncompressed: a

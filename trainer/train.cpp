@@ -240,8 +240,11 @@ Device device_of(const TrainOptions& o) {
 DType compute_dtype_of(const TrainOptions& o) {
   if (o.precision == "bf16") return DType::bf16;
   if (o.precision == "fp16") return DType::f16;
+  if (o.precision == "fp64") return DType::f64;  // CPU only: equivalence tests in double
   return DType::f32;
 }
+// Master weights, gradients and Adam moments: f32, or f64 for an fp64 run.
+DType master_dtype_of(DType compute) { return compute == DType::f64 ? DType::f64 : DType::f32; }
 Context context_for(Device device, Arena& arena) {
   Context ctx;
   ctx.device = device;
@@ -260,8 +263,9 @@ Trainer::Trainer(const TrainOptions& options, std::unique_ptr<BatchSource> sourc
     : opt_(options), source_(std::move(source)), par_(parallel), device_(device_of(options)),
       compute_(compute_dtype_of(options)), arena_(device_), ctx_(context_for(device_, arena_)),
       model_(options.model, tensor_parallel_of(parallel)) {
-  TFM_CHECK(device_ == Device::cuda || compute_ == DType::f32, "--precision ", opt_.precision,
-            ": reduced precision needs the GPU (--device cuda)");
+  TFM_CHECK(device_ == Device::cuda || compute_ == DType::f32 || compute_ == DType::f64,
+            "--precision ", opt_.precision, ": reduced precision needs the GPU (--device cuda)");
+  TFM_CHECK(device_ == Device::cpu || compute_ != DType::f64, "--precision fp64 runs on the CPU only");
   if (compute_ == DType::f16) loss_scale_ = kInitialLossScale;
   if (par_) {
     world_rank_ = par_->world_rank();
@@ -281,7 +285,7 @@ Trainer::Trainer(const TrainOptions& options, std::unique_ptr<BatchSource> sourc
   ParameterStore& params = model_.params();
   // f32 masters (and gradients) on the training device, with a bf16/f16 working copy under mixed
   // precision; padded to a multiple of DP, so the reducer's buckets split evenly over DP ranks.
-  params.allocate(DType::f32, device_, dp_size_, compute_);
+  params.allocate(master_dtype_of(compute_), device_, dp_size_, compute_);
   params.initialize(opt_.seed);
   params.refresh_working_copy(ctx_);
   owned_ = {comm::ElementRange{0, params.flat_numel()}};
@@ -298,8 +302,8 @@ Trainer::Trainer(const TrainOptions& options, std::unique_ptr<BatchSource> sourc
   }
   int64_t owned = 0;
   for (const auto& r : owned_) owned += r.numel;
-  adam_m_ = Buffer(DType::f32, {owned}, device_);
-  adam_v_ = Buffer(DType::f32, {owned}, device_);
+  adam_m_ = Buffer(params.dtype(), {owned}, device_);
+  adam_v_ = Buffer(params.dtype(), {owned}, device_);
   fill_zero(ctx_, adam_m_.tensor());  // device memory does not start zeroed
   fill_zero(ctx_, adam_v_.tensor());
 }
@@ -445,7 +449,7 @@ EvalReport Trainer::evaluate() {
 void Trainer::ensure_logical_model() {
   if (!logical_) {
     logical_ = std::make_unique<Transformer>(opt_.model);
-    logical_->params().allocate(DType::f32);
+    logical_->params().allocate(model_.params().dtype());
   }
 }
 
@@ -511,8 +515,8 @@ TrainingState Trainer::state() const {
 // ZeRO-1: the moments of the whole flat buffer, each rank contributing its share.
 void Trainer::gather_full_moments(Buffer& m, Buffer& v) {
   const int64_t n = model_.params().flat_numel();
-  m = Buffer(DType::f32, {n}, device_);
-  v = Buffer(DType::f32, {n}, device_);
+  m = Buffer(model_.params().dtype(), {n}, device_);
+  v = Buffer(model_.params().dtype(), {n}, device_);
   fill_zero(ctx_, m.tensor());
   fill_zero(ctx_, v.tensor());
   int64_t at = 0;
@@ -545,8 +549,8 @@ std::string Trainer::save() {
     ensure_logical_model();
     ParameterStore& full = logical_->params();
     comm::Communicator* tp = &par_->host_comm(comm::Axis::tp);
-    logical_m = Buffer(DType::f32, {full.flat_numel()});
-    logical_v = Buffer(DType::f32, {full.flat_numel()});
+    logical_m = Buffer(full.dtype(), {full.flat_numel()});
+    logical_v = Buffer(full.dtype(), {full.flat_numel()});
     // Host copies first: the gather and the files work on host memory.
     const Buffer host_values = on_host(model_.params().values());
     const Buffer host_m = on_host(m), host_v = on_host(v);
@@ -582,8 +586,8 @@ TrainingState Trainer::resume(const std::string& checkpoint_dir) {
   Buffer full_m, full_v;
   Tensor m = adam_m_.tensor(), v = adam_v_.tensor();
   if (reducer_ && opt_.zero) {
-    full_m = Buffer(DType::f32, {model_.params().flat_numel()}, device_);
-    full_v = Buffer(DType::f32, {model_.params().flat_numel()}, device_);
+    full_m = Buffer(model_.params().dtype(), {model_.params().flat_numel()}, device_);
+    full_v = Buffer(model_.params().dtype(), {model_.params().flat_numel()}, device_);
     m = full_m.tensor();
     v = full_v.tensor();
   }
@@ -630,7 +634,8 @@ EvalReport Trainer::run() {
               << "  parameters " << logical_parameter_count(model_.params()) << ", device "
               << (device_ == Device::cuda ? cat("cuda (", cuda_device_name(par_ ? par_->local_rank() % std::max(1, cuda_device_count()) : 0), ")")
                                           : cat("cpu (", omp_get_max_threads(), " threads)"))
-              << ", " << opt_.precision << (compute_ == DType::f32 ? "" : " compute, fp32 master weights")
+              << ", " << opt_.precision
+              << (compute_ == DType::bf16 || compute_ == DType::f16 ? " compute, fp32 master weights" : "")
               << ", " << opt_.steps << " steps of "
               << opt_.accumulate << " × " << opt_.batch_tokens << " tokens"
               << (dp_size_ > 1 ? cat(" × ", dp_size_, " DP ranks") : std::string()) << "\n";

@@ -63,7 +63,8 @@ po::options_description describe(TrainOptions& o) {
       ("seed", po::value(&o.seed)->default_value(o.seed), "seed for weights, data order and dropout")
       ("device", po::value(&o.device)->default_value(o.device), "auto | cpu | cuda")
       ("precision", po::value(&o.precision)->default_value(o.precision),
-       "auto | fp32 | bf16 | fp16 (auto: fp32 on CPU)")
+       "auto | fp32 | bf16 | fp16 | fp64 (auto: bf16 on the GPU, fp32 on the CPU; fp64: CPU "
+       "only, for exact comparisons)")
       ("threads", po::value(&o.threads)->default_value(o.threads), "CPU threads (0: all cores)");
 
   po::options_description parallel("Parallelism (under mpirun or srun; --batch-tokens and "
@@ -198,8 +199,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   TFM_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda",
             "--device: expected auto, cpu or cuda, got '", o.device, "'");
   TFM_CHECK(o.precision == "auto" || o.precision == "fp32" || o.precision == "bf16" ||
-                o.precision == "fp16",
-            "--precision: expected auto, fp32, bf16 or fp16, got '", o.precision, "'");
+                o.precision == "fp16" || o.precision == "fp64",
+            "--precision: expected auto, fp32, bf16, fp16 or fp64, got '", o.precision, "'");
   o.lr.validate();
   if (!o.synthetic.empty()) {
     o.task.validate();
@@ -218,8 +219,10 @@ void resolve_device_and_precision(TrainOptions& o) {
               "with -DTFM_CUDA=OFF or without nvcc)", "; use --device cpu");
   if (o.precision == "auto") o.precision = o.device == "cuda" ? "bf16" : "fp32";
   if (o.device == "cpu")
-    TFM_CHECK(o.precision == "fp32", "--precision ", o.precision, ": reduced precision needs the "
-              "GPU (--device cuda); on the CPU use fp32");
+    TFM_CHECK(o.precision == "fp32" || o.precision == "fp64", "--precision ", o.precision,
+              ": reduced precision needs the GPU (--device cuda); on the CPU use fp32");
+  if (o.device == "cuda")
+    TFM_CHECK(o.precision != "fp64", "--precision fp64 runs on the CPU only (--device cpu)");
 }
 
 std::string TrainOptions::resolved() const {

@@ -15,5 +15,8 @@ void device_free(void* p);
 void copy_to_device(void* dst, const void* src, size_t bytes);
 void copy_to_host(void* dst, const void* src, size_t bytes);
 void device_synchronize();
+// Bytes in use on the current device (cudaMemGetInfo: total − free; everything, the CUDA context
+// and other processes included); 0 without CUDA.
+size_t cuda_memory_used();
 
 }  // namespace tfm

@@ -54,4 +54,10 @@ void copy_to_host(void* dst, const void* src, size_t bytes) {
 
 void device_synchronize() { cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
+size_t cuda_memory_used() {
+  size_t free = 0, total = 0;
+  cuda_check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  return total - free;
+}
+
 }  // namespace tfm

@@ -7,21 +7,25 @@
 #   dp2      DP 2 × --accumulate 2          dp4     DP 4 × --accumulate 1
 #   tp2      TP 2, --accumulate 4           dp2tp2  DP 2 × TP 2 × --accumulate 2
 #   zero     DP 2, ZeRO-1                   zerotp  DP 2 × TP 2, ZeRO-1
-# Each must match ref: the loss of every step to 1e-6 relative, and the step-10 checkpoint
-# (weights and Adam moments, written as full logical tensors) to 1e-6 relative in norm, with no
-# single tensor off by more than 1e-3 of its scale (tests/parallel/compare.py). ZeRO-1 must also
-# equal plain DP.
-# Then the DP 2 × TP 2 checkpoint of step 5 is resumed as DP 1 × TP 4, DP 4 × TP 1 and one
-# process: steps 6..10 and the final checkpoint must match ref again. Finally a rank is killed
-# with SIGKILL mid-run (the job must end, non-zero, naming it; the same command then resumes),
-# SIGTERM to every rank stops them after the same step with one checkpoint, and layouts the
-# model cannot take are refused with a message.
+# Each must match ref: the loss of every step, and the step-10 checkpoint (weights and Adam
+# moments, written as full logical tensors) in norm, with no single tensor far off
+# (tests/parallel/compare.py); ZeRO-1 must also equal plain DP. Then the DP 2 × TP 2 checkpoint
+# of step 5 is resumed as DP 1 × TP 4, DP 4 × TP 1 and one process: steps 6..10 and the final
+# checkpoint must match ref again.
 #
-# Why --adam-eps 1e-5 here: some gradients are zero in exact arithmetic but rounding noise in
-# floating point (the key projection's bias: softmax is shift-invariant). With ε = 1e-9 Adam
-# turns that noise into full-size steps whose sign depends on the order of summation, which
-# differs between layouts by design; a larger ε keeps noise from being amplified so the
-# comparison measures the parallel implementation, not Adam's ε.
+# All of it twice: in fp64 (--precision fp64, the CPU's double-precision path) to 1e-10, where
+# layouts differ only by the order of floating-point sums, and in fp32 to 1e-6. In fp32 two things
+# limit what a comparison can show, so the fp32 runs use --adam-eps 1e-5 and the post-norm model:
+#   - some gradients are zero in exact arithmetic but rounding noise in floating point (the key
+#     projection's bias: softmax is shift-invariant); with ε = 1e-9 Adam turns that noise into
+#     full-size steps whose sign depends on the order of summation; a larger ε does not;
+#   - a ReLU input within rounding error of 0 can fall on either side in two layouts, changing
+#     that unit's gradient by a whole token's contribution (~1e-5 of the loss a few steps later);
+#     this happens in some fp32 configurations (the pre-norm one below, on this machine) and is
+#     why pre-norm with unshared embeddings is compared in fp64 only.
+# Finally a rank is killed with SIGKILL mid-run (the job must end, non-zero, naming it; the same
+# command then resumes), SIGTERM to every rank stops them after the same step with one
+# checkpoint, and layouts the model cannot take are refused with a message.
 #
 # Usage: parallel_test.sh path/to/tfm      (KEEP_WORK=1 keeps the runs' directories)
 set -uo pipefail
@@ -40,49 +44,65 @@ check() {  # check NAME COMMAND…
 
 model=(--synthetic reverse --d-model 64 --d-ff 128 --layers 2 --dropout 0.1
        --attention-dropout 0.1 --relu-dropout 0.1 --eval-batches 2 --threads 1
-       --lr-schedule constant --lr 1e-3 --adam-eps 1e-5 --seed 7 --comm-timeout 60)
-common=("${model[@]}" --vocab-size 32 --heads 4 --batch-tokens 192 --steps 10 --log-every 1
-        --save-every 5 --keep 5)
+       --lr-schedule constant --lr 1e-3 --seed 7 --comm-timeout 60)
 ckpt() { printf '%s/checkpoints/step-%07d' "$1" "$2"; }
 
-# train NAME RANKS [options…]: one run into $work/NAME, its output in $work/NAME.log
-train() {
-  local name=$1 ranks=$2; shift 2
-  if ((ranks == 1)); then
-    "$tfm" train "${common[@]}" --out "$work/$name" "$@" >"$work/$name.log" 2>&1
-  else
-    "${mpirun[@]}" -np "$ranks" "$tfm" train "${common[@]}" --out "$work/$name" "$@" >"$work/$name.log" 2>&1
-  fi
-  local rc=$?
-  if ((rc != 0)); then echo "--- $name exited $rc:"; tail -20 "$work/$name.log"; fi
-  return $rc
-}
-matches_ref() {  # matches_ref RUN [FIRST_STEP]
-  compare losses "$work/$1" "$work/ref" 1e-6 "${2:-1}" &&
-    compare checkpoint "$(ckpt "$work/$1" 10)" "$(ckpt "$work/ref" 10)" 1e-6
-}
+for precision in fp64 fp32; do
+  if [[ $precision == fp64 ]]; then rtol=1e-10; else rtol=1e-6; fi
+  common=("${model[@]}" --vocab-size 32 --heads 4 --batch-tokens 192 --steps 10 --log-every 1
+          --save-every 5 --keep 5 --precision "$precision")
+  [[ $precision == fp32 ]] && common+=(--adam-eps 1e-5)
+  p=$precision
 
-check "reference run (1 process, accumulate 4)" train ref 1 --accumulate 4
-for run in "dp2 2 --accumulate 2" "dp4 4 --accumulate 1" "tp2 2 --tp 2 --accumulate 4" \
-           "dp2tp2 4 --tp 2 --accumulate 2" "zero 2 --zero 1 --accumulate 2" \
-           "zerotp 4 --tp 2 --zero 1 --accumulate 2"; do
-  set -- $run
-  name=$1
-  if check "$name trains ($*)" train "$@"; then
-    check "$name equals one process on the same global batch" matches_ref "$name"
-  fi
-done
-check "ZeRO-1 equals plain DP" compare checkpoint "$(ckpt "$work/zero" 10)" "$(ckpt "$work/dp2" 10)" 1e-6
-check "the DP 2 x TP 2 log names the layout" grep -q "4 ranks = DP 2 × TP 2" "$work/dp2tp2.log"
+  # train NAME RANKS [options…]: one run into $work/$p-NAME, its output in $work/$p-NAME.log
+  train() {
+    local name=$p-$1 ranks=$2; shift 2
+    if ((ranks == 1)); then
+      "$tfm" train "${common[@]}" --out "$work/$name" "$@" >"$work/$name.log" 2>&1
+    else
+      "${mpirun[@]}" -np "$ranks" "$tfm" train "${common[@]}" --out "$work/$name" "$@" >"$work/$name.log" 2>&1
+    fi
+    local rc=$?
+    if ((rc != 0)); then echo "--- $name exited $rc:"; tail -20 "$work/$name.log"; fi
+    return $rc
+  }
+  matches() {  # matches RUN REFERENCE [FIRST_STEP]
+    compare losses "$work/$p-$1" "$work/$p-$2" "$rtol" "${3:-1}" &&
+      compare checkpoint "$(ckpt "$work/$p-$1" 10)" "$(ckpt "$work/$p-$2" 10)" "$rtol"
+  }
 
-# Resharding resume: DP 2 × TP 2's step 5, continued under three other layouts.
-from=$(ckpt "$work/dp2tp2" 5)
-for run in "tp4 4 --tp 4 --accumulate 4" "dp4 4 --tp 1 --accumulate 1" "one 1 --accumulate 4"; do
-  set -- $run
-  name=resume-$1; shift
-  if check "$name: step 5 of DP 2 x TP 2 resumed as ($*)" train "$name" "$@" --resume "$from"; then
-    check "$name continues from step 5" grep -q "resumed from .*step-0000005 (step 5)" "$work/$name.log"
-    check "$name continues like the uninterrupted run" matches_ref "$name" 6
+  check "$p: reference run (1 process, accumulate 4)" train ref 1 --accumulate 4
+  for run in "dp2 2 --accumulate 2" "dp4 4 --accumulate 1" "tp2 2 --tp 2 --accumulate 4" \
+             "dp2tp2 4 --tp 2 --accumulate 2" "zero 2 --zero 1 --accumulate 2" \
+             "zerotp 4 --tp 2 --zero 1 --accumulate 2"; do
+    set -- $run
+    name=$1
+    if check "$p: $name trains ($*)" train "$@"; then
+      check "$p: $name equals one process on the same global batch" matches "$name" ref
+    fi
+  done
+  check "$p: ZeRO-1 equals plain DP" matches zero dp2
+  check "$p: the DP 2 x TP 2 log names the layout" grep -q "4 ranks = DP 2 × TP 2" "$work/$p-dp2tp2.log"
+
+  # Resharding resume: DP 2 × TP 2's step 5, continued under three other layouts.
+  from=$(ckpt "$work/$p-dp2tp2" 5)
+  for run in "tp4 4 --tp 4 --accumulate 4" "dp4 4 --tp 1 --accumulate 1" "one 1 --accumulate 4"; do
+    set -- $run
+    name=resume-$1; shift
+    if check "$p: $name: step 5 of DP 2 x TP 2 resumed as ($*)" train "$name" "$@" --resume "$from"; then
+      check "$p: $name continues from step 5" grep -q "resumed from .*step-0000005 (step 5)" "$work/$p-$name.log"
+      check "$p: $name continues like the uninterrupted run" matches "$name" ref 6
+    fi
+  done
+
+  # The other model variants under TP: pre-norm (final layer norms) and unshared embeddings (a
+  # separate vocabulary-parallel output projection and target table). fp64 only (see above).
+  if [[ $precision == fp64 ]]; then
+    variant=(--norm pre --share-embeddings none)
+    if check "$p: pre-norm, unshared embeddings: one process" train ref-pre 1 "${variant[@]}" --accumulate 2 &&
+       check "$p: pre-norm, unshared embeddings: DP 2 x TP 2" train dp2tp2-pre 4 "${variant[@]}" --tp 2; then
+      check "$p: pre-norm, unshared embeddings: DP 2 x TP 2 equals one process" matches dp2tp2-pre ref-pre
+    fi
   fi
 done
 

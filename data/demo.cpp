@@ -90,6 +90,25 @@ std::string german_number(int64_t n) {
   return out + german_below_thousand(n % 1000, true);
 }
 
+const std::vector<DemoFrame>& demo_frames() {
+  static const std::vector<DemoFrame> frames = {
+      {"the number is {}", "die Zahl ist {}"},
+      {"my answer is {}", "meine Antwort ist {}"},
+      {"please write down {}", "bitte schreib {} auf"},
+      {"he said {} twice", "er sagte zweimal {}"},
+      {"{} is the result", "{} ist das Ergebnis"},
+      {"the code is {} again", "der Code ist wieder {}"},
+  };
+  return frames;
+}
+
+std::string fill_frame(const char* frame, const std::string& number) {
+  std::string out = frame;
+  const size_t at = out.find("{}");
+  TFM_CHECK(at != std::string::npos, "fill_frame: '", frame, "' has no {}");
+  return out.replace(at, 2, number);
+}
+
 std::vector<DemoSplit> make_demo_corpus(const DemoOptions& o) {
   TFM_CHECK(o.train >= 0 && o.valid >= 0 && o.test >= 0, "make_demo_corpus: negative split size");
   const int64_t total = o.train + o.valid + o.test;
@@ -109,15 +128,19 @@ std::vector<DemoSplit> make_demo_corpus(const DemoOptions& o) {
   }
   for (size_t i = numbers.size(); i > 1; --i) std::swap(numbers[i - 1], numbers[size_t(rng.below(int64_t(i)))]);
 
-  std::vector<DemoSplit> splits = {{"train", {}, {}}, {"valid", {}, {}}, {"test", {}, {}}};
+  std::vector<DemoSplit> splits = {{"train", {}, {}, {}}, {"valid", {}, {}, {}}, {"test", {}, {}, {}}};
+  const auto& frames = demo_frames();
   const int64_t sizes[3] = {o.train, o.valid, o.test};
   size_t next = 0;
   for (int s = 0; s < 3; ++s) {
     for (int64_t k = 0; k < sizes[s]; ++k) {
       int64_t n = numbers[next++];
       std::string src = rng.unit() < o.digit_fraction ? std::to_string(n) : english_number(n);
-      splits[size_t(s)].pairs.emplace_back(std::move(src), german_number(n));
+      const int f = int(rng.below(int64_t(frames.size())));
+      splits[size_t(s)].pairs.emplace_back(fill_frame(frames[size_t(f)].english, src),
+                                           fill_frame(frames[size_t(f)].german, german_number(n)));
       splits[size_t(s)].numbers.push_back(n);
+      splits[size_t(s)].frames.push_back(f);
     }
   }
   return splits;

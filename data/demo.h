@@ -1,9 +1,14 @@
-// The bundled demo corpus (`tfm prepare --demo`): English number phrases → German number words,
-// e.g. "four hundred eighty-two" → "vierhundertzweiundachtzig". Small enough for the tiny model
-// to learn on a CPU in minutes, yet it needs real translation: German puts units before tens
-// ("zweiundachtzig"), writes numbers below a million as one word, and says "eins" alone but "ein"
-// inside a word ("einundzwanzig", "einhunderteins"). Sources are English words, or plain digits
+// The bundled demo corpus (`tfm prepare --demo`): short English sentences about a number →
+// German, e.g. "please write down four hundred eighty-two" → "bitte schreib
+// vierhundertzweiundachtzig auf". Small enough for the tiny model to learn on a CPU in minutes,
+// yet it needs real translation: German puts units before tens ("zweiundachtzig"), writes
+// numbers below a million as one word, says "eins" alone but "ein" inside a word
+// ("einundzwanzig", "einhunderteins"), and some sentence frames move words around the number
+// (the separable "schreib … auf"). Sources write the number in English words, or in plain digits
 // ("482") for some examples, so the model also learns to read numerals.
+//
+// The frames make every sentence at least four tokens long on both sides: corpus BLEU needs
+// 4-grams (a corpus of one-word references scores 0 whatever the model does).
 //
 // Generation is deterministic (fixed seed): the same files on every machine. Splits hold disjoint
 // numbers, so valid/test measure generalisation, not memory.
@@ -21,10 +26,20 @@ std::string english_number(int64_t n);
 // 0 ≤ n ≤ 999999. One word, "ein" before hundert/tausend: 100 → "einhundert", 1000 → "eintausend".
 std::string german_number(int64_t n);
 
+// The sentence frames: "{}" stands for the number (English words or digits; German words).
+struct DemoFrame {
+  const char* english;
+  const char* german;
+};
+const std::vector<DemoFrame>& demo_frames();
+// A frame with its "{}" replaced by `number`.
+std::string fill_frame(const char* frame, const std::string& number);
+
 struct DemoSplit {
   std::string name;                                     // train, valid, test
   std::vector<std::pair<std::string, std::string>> pairs;  // (English, German)
   std::vector<int64_t> numbers;                            // the number behind each pair
+  std::vector<int> frames;                                 // the demo_frames() index of each pair
 };
 
 struct DemoOptions {

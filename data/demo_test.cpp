@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <set>
 
 #include "kernels/core/check.h"
@@ -50,6 +52,7 @@ TEST(Demo, CorpusIsDeterministicDisjointAndCorrect) {
   ASSERT_EQ(a.size(), 3u);
   std::set<int64_t> seen;
   int64_t digits = 0, total = 0;
+  std::vector<int64_t> frame_use(demo_frames().size(), 0);
   for (size_t s = 0; s < 3; ++s) {
     EXPECT_EQ(a[s].pairs, b[s].pairs);
     EXPECT_EQ(int64_t(a[s].pairs.size()), s == 0 ? o.train : s == 1 ? o.valid : o.test);
@@ -57,13 +60,19 @@ TEST(Demo, CorpusIsDeterministicDisjointAndCorrect) {
       int64_t n = a[s].numbers[i];
       EXPECT_TRUE(seen.insert(n).second) << n << " appears twice";
       const auto& [src, tgt] = a[s].pairs[i];
-      EXPECT_EQ(tgt, german_number(n));
-      bool as_digits = src == std::to_string(n);
-      EXPECT_TRUE(as_digits || src == english_number(n)) << src;
+      const DemoFrame& frame = demo_frames().at(size_t(a[s].frames[i]));
+      EXPECT_EQ(tgt, fill_frame(frame.german, german_number(n)));
+      bool as_digits = src == fill_frame(frame.english, std::to_string(n));
+      EXPECT_TRUE(as_digits || src == fill_frame(frame.english, english_number(n))) << src;
+      // At least four words a side, so corpus BLEU has 4-grams to count.
+      EXPECT_GE(std::count(tgt.begin(), tgt.end(), ' '), 3) << tgt;
+      EXPECT_GE(std::count(src.begin(), src.end(), ' '), 3) << src;
+      ++frame_use[size_t(a[s].frames[i])];
       digits += as_digits;
       ++total;
     }
   }
+  for (int64_t used : frame_use) EXPECT_GT(used, total / int64_t(2 * frame_use.size()));  // all frames
   // DemoOptions::digit_fraction: about a quarter of the sources are digits.
   EXPECT_GT(digits, total / 6);
   EXPECT_LT(digits, total / 3);

@@ -531,7 +531,7 @@ PrepareReport prepare_demo(PrepareConfig c, std::ostream& log) {
       write_file_atomic(c.inputs[k].src, en);
       write_file_atomic(c.inputs[k].tgt, de);
     }
-    log << "prepare: wrote the demo corpus to " << raw.string() << " (English number phrases → German)\n";
+    log << "prepare: wrote the demo corpus to " << raw.string() << " (short English sentences about numbers → German)\n";
   };
   return run_prepare(c, &hashes, write_files, log);
 }
@@ -558,7 +558,7 @@ int prepare_main(int argc, char** argv, std::ostream& out, std::ostream& err) {
     ("test-tgt", po::value(&test_tgt)->default_value(""), "test target text")
     ("test-tsv", po::value(&test_tsv)->default_value(""), "test pairs as TSV")
     ("out", po::value(&c.out)->default_value(""), "output directory (created if missing)")
-    ("demo", po::bool_switch(), "generate the bundled demo corpus (English number phrases → German) into OUT/raw and prepare it")
+    ("demo", po::bool_switch(), "generate the bundled demo corpus (short English sentences about numbers → German) into OUT/raw and prepare it")
     ("vocab-size", po::value(&c.vocab_size)->default_value(8000), "SentencePiece vocabulary size, joint source+target (demo: 320)")
     ("model-type", po::value(&c.model_type)->default_value("bpe"), "SentencePiece model: bpe | unigram")
     ("character-coverage", po::value(&c.character_coverage)->default_value(0.9995, "0.9995"), "share of characters the model must cover (1.0: all; demo: 1.0)")

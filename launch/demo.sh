@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on its embedded default: installs what is missing, builds, generates and prepares
-# the bundled demo corpus (English number phrases → German number words), trains the tiny model
+# the bundled demo corpus (short English sentences about numbers → German), trains the tiny model
 # on it (CPU when there is no GPU) with checkpoints, evaluates BLEU on the test split, and
 # translates a few test sentences.
 #   bash launch/demo.sh [extra tfm train options, e.g. --steps 200]

@@ -351,6 +351,8 @@ for preset, prog, kv in rows:
     mm = f"{100 * tf / peak_m:8.1f}%" if not math.isnan(peak_m) else f"{'?':>9}"
     print(f"{preset:5} {prog:14} {tps:9.0f} {ratio} {float(kv['step_ms']):8.2f} {tf:8.1f} {ms} {mm}"
           f" {kv.get('mem_mib', '?'):>8} {kv.get('device_used_mib', '?'):>8}")
+if not rows:
+    print("(no RESULT lines: see the bench_*.log files)")
 print("/ eager: tokens/s over torch eager's. mem: ours = parameter buffers (fp32 master, grad,"
       " Adam m, v, bf16 working copy) + arena high-water; torch = max_memory_allocated."
       " dev: cudaMemGetInfo used after the run.")

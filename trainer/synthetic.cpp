@@ -6,16 +6,6 @@
 
 namespace tfm {
 
-namespace {
-// splitmix64: portable, so the same seed gives the same data on every platform.
-uint64_t mix(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-}  // namespace
-
 void SyntheticTask::validate() const {
   TFM_CHECK(kind == "copy" || kind == "reverse" || kind == "sort",
             "--synthetic: expected copy, reverse or sort, got '", kind, "'");
@@ -26,8 +16,8 @@ void SyntheticTask::validate() const {
 }
 
 Batch SyntheticTask::batch(uint64_t k, int64_t batch_tokens) const {
-  uint64_t state = mix(seed ^ mix(k));
-  auto next = [&] { return state = mix(state); };
+  uint64_t state = mix64(seed ^ mix64(k));
+  auto next = [&] { return state = mix64(state); };
   std::vector<std::vector<int32_t>> src, tgt;
   int64_t longest = 0;
   while (true) {

@@ -11,6 +11,15 @@
 
 namespace tfm {
 
+// splitmix64's finaliser: a portable mixing of seeds, so the same seed gives the same data (and
+// dropout masks) on every platform.
+inline uint64_t mix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 struct SyntheticTask {
   std::string kind = "reverse";
   int64_t vocab_size = 32;

@@ -38,19 +38,19 @@ expect_error "eval with a missing checkpoint names it" "$work/none" eval --check
 # ---- A tiny model trained for a few steps on the demo corpus, checkpoint at the end.
 "$tfm" prepare --demo --out "$work/data" >"$work/prepare.log" 2>&1
 check "prepare --demo exits 0" test $? -eq 0
-"$tfm" train --data "$work/data" --out "$work/run" --d-model 32 --d-ff 64 --heads 2 --layers 1 \
-  --steps 20 --batch-tokens 1024 --warmup 10 --lr 2 --dropout 0 --eval-batches 1 --log-every 10 \
-  --threads 2 --eval-every 10 --eval-bleu-sentences 16 --eval-beam 2 >"$work/train.log" 2>&1
+"$tfm" train --data "$work/data" --out "$work/run" --d-model 64 --d-ff 128 --heads 2 --layers 1 \
+  --steps 30 --batch-tokens 2048 --warmup 15 --lr 1 --dropout 0 --eval-batches 1 --log-every 10 \
+  --threads 2 --eval-every 15 --eval-bleu-sentences 16 --eval-beam 2 >"$work/train.log" 2>&1
 check "train exits 0" test $? -eq 0
 check "train wrote a checkpoint" test -s "$work/run/checkpoints/latest"
 ckpt="$work/run/checkpoints/$(cat "$work/run/checkpoints/latest" 2>/dev/null)"
 # --eval-every: validation loss and BLEU of 16 translated valid sentences, printed and logged.
-check "--eval-every 10 evaluates at steps 10 and 20" test "$(grep -c '^eval step [12]0 | loss ' "$work/train.log")" -eq 2
+check "--eval-every 15 evaluates at steps 15 and 30" test "$(grep -c '^eval step \(15\|30\) | loss ' "$work/train.log")" -eq 2
 check "… with BLEU of the 16 valid sentences" grep -q "| BLEU [0-9.]* (16 valid sentences, beam 2" "$work/train.log"
 check "… logged as eval_bleu in metrics.jsonl" test "$(grep -c '"eval_bleu": ' "$work/run/metrics.jsonl")" -eq 2
 # The same sentences through `tfm eval` from the final checkpoint give the same BLEU.
 # (sacreBLEU's whole line: score, n-gram precisions, hypothesis and reference lengths).
-train_bleu=$(grep -A1 "^eval step 20 " "$work/train.log" | grep -o "BLEU|.*")
+train_bleu=$(grep -A1 "^eval step 30 " "$work/train.log" | grep -o "BLEU|.*")
 "$tfm" eval --checkpoint "$work/run" --data "$work/data" --split valid --beam 2 --max-sentences 16 \
   --batch-tokens 1024 --threads 2 >"$work/eval_valid.txt" 2>&1
 eval_bleu=$(grep "^BLEU|" "$work/eval_valid.txt")

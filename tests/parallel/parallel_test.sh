@@ -23,7 +23,8 @@
 #     that unit's gradient by a whole token's contribution (~1e-5 of the loss a few steps later);
 #     this happens in some fp32 configurations (the pre-norm one below, on this machine) and is
 #     why pre-norm with unshared embeddings is compared in fp64 only.
-# Finally a rank is killed with SIGKILL mid-run (the job must end, non-zero, naming it; the same
+# BLEU computed during a DP 2 × TP 2 run must equal `tfm eval`'s. Finally a rank is killed with
+# SIGKILL mid-run (the job must end, non-zero, naming it; the same
 # command then resumes), SIGTERM to every rank stops them after the same step with one
 # checkpoint, and layouts the model cannot take are refused with a message.
 #
@@ -105,6 +106,22 @@ for precision in fp64 fp32; do
     fi
   fi
 done
+
+# BLEU during training under DP 2 × TP 2: each rank translates its share of the valid sentences
+# with the gathered whole model and the statistics are summed; the line must equal what
+# `tfm eval` prints from the final checkpoint in one process.
+"$tfm" prepare --demo --out "$work/demo" --quiet >"$work/demo.log" 2>&1
+bleu_run=(--data "$work/demo" --d-model 64 --d-ff 128 --heads 2 --layers 1 --steps 30
+          --batch-tokens 2048 --warmup 15 --lr 1 --dropout 0 --eval-batches 2 --log-every 10
+          --threads 1 --eval-every 30 --eval-bleu-sentences 16 --eval-beam 2 --tp 2)
+"${mpirun[@]}" -np 4 "$tfm" train "${bleu_run[@]}" --out "$work/bleu" >"$work/bleu.log" 2>&1
+check "DP 2 x TP 2 training on --data with BLEU exits 0" test $? -eq 0
+train_bleu=$(grep -A1 "^eval step 30 " "$work/bleu.log" | grep -o "BLEU|.*")
+eval_bleu=$("$tfm" eval --checkpoint "$work/bleu" --data "$work/demo" --split valid --beam 2 \
+  --max-sentences 16 --batch-tokens 1024 --threads 1 2>&1 | grep "^BLEU|")
+check "its BLEU equals tfm eval's in one process ('${train_bleu:-?}')" \
+  test -n "$train_bleu" -a "$train_bleu" = "$eval_bleu"
+check "… on non-empty translations" grep -qv "hyp_len = 0 " <<<"$train_bleu"
 
 # A rank killed with SIGKILL: the job ends, non-zero, naming it; the same command resumes.
 kill_cmd=("${mpirun[@]}" -np 2 "$tfm" train "${model[@]}" --vocab-size 32 --heads 4 --steps 150

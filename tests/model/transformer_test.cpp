@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "kernels/elementwise/elementwise.h"
 #include "model/transformer.h"
@@ -165,6 +167,38 @@ TEST(Transformer, ArenaStopsAllocatingAfterTheFirstStepOfAShape) {
   size_t after_first = arena.overflow_allocations();
   for (int i = 0; i < 3; ++i) model.forward_backward(ctx, arena, tiny_batch(), 0.1, 2 + i);
   EXPECT_EQ(arena.overflow_allocations(), after_first);
+}
+
+// The data-parallel reducer starts a bucket's all-reduce when backward reports its parameters:
+// every parameter must be reported exactly once, and only when its gradient is final (nothing
+// added to it after the report), whatever the norm placement and embedding sharing.
+TEST(Transformer, GradientReadyHookReportsEveryParameterOnceWhenFinal) {
+  for (NormPlacement norm : {NormPlacement::post, NormPlacement::pre}) {
+    for (EmbeddingSharing sharing : {EmbeddingSharing::all, EmbeddingSharing::tgt, EmbeddingSharing::none}) {
+      Transformer model(tiny_config(norm, sharing, 0.1));
+      ParameterStore& store = model.params();
+      store.allocate(DType::f32);
+      store.initialize(3);
+      std::vector<int> reports(store.size(), 0);
+      std::vector<std::vector<float>> at_report(store.size());
+      model.set_gradient_ready_hook([&](int i) {
+        ++reports[size_t(i)];
+        const Tensor g = store.grad(i);
+        at_report[size_t(i)].assign(g.as<float>(), g.as<float>() + g.numel());
+      });
+      Context ctx;
+      Arena arena;
+      model.forward_backward(ctx, arena, tiny_batch(), 0.1, 7);
+      for (size_t i = 0; i < store.size(); ++i) {
+        const std::string& name = store.info(int(i)).name;
+        EXPECT_EQ(reports[i], 1) << name << " (" << to_string(norm) << ", " << to_string(sharing) << ")";
+        const Tensor g = store.grad(int(i));
+        EXPECT_EQ(at_report[i], std::vector<float>(g.as<float>(), g.as<float>() + g.numel()))
+            << name << " changed after it was reported (" << to_string(norm) << ", "
+            << to_string(sharing) << ")";
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -27,6 +27,9 @@
 namespace tfm::comm {
 namespace {
 
+using testing::expect_error;
+using testing::view;
+
 const int64_t kBig = 1000003;
 
 template <class T>
@@ -51,11 +54,6 @@ T reduce_ref(ReduceOp op, int n, int64_t i) {
       acc = std::min(acc, v);
   }
   return acc;
-}
-
-template <class T>
-Tensor view(std::vector<T>& v) {
-  return Tensor(v.data(), dtype_of<T>(), Device::cpu, {int64_t(v.size())});
 }
 
 // Compares a whole buffer with expected(i); reports the count and the first mismatch only.
@@ -373,17 +371,6 @@ TEST(Collectives, SixteenBitWordsMoveBitExact) {
     expect_all(
         x, [](int64_t) { return uint16_t(0xabcd); }, "u16 broadcast");
   });
-}
-
-// Checks `f` throws tfm::Error whose message contains every piece of `needles`.
-void expect_error(const std::function<void()>& f, std::vector<std::string> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning '" << needles[0] << "'";
-  } catch (const Error& e) {
-    std::string m = e.what();
-    for (auto& n : needles) EXPECT_NE(m.find(n), std::string::npos) << "'" << n << "' in: " << m;
-  }
 }
 
 TEST(Collectives, BadArgumentsAreErrorsNamingTheOperationAndGroup) {

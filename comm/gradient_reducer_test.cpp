@@ -22,6 +22,9 @@
 namespace tfm::comm {
 namespace {
 
+using testing::expect_error;
+using testing::view;
+
 using Mode = GradientReducer::Mode;
 const Mode kModes[] = {Mode::all_reduce, Mode::reduce_scatter};
 
@@ -42,11 +45,6 @@ T grad_sum(uint64_t seed, int n, int64_t i) {
   T s = 0;
   for (int r = 0; r < n; ++r) s += grad<T>(seed, r, i);
   return s;
-}
-
-template <class T>
-Tensor view(std::vector<T>& v) {
-  return Tensor(v.data(), dtype_of<T>(), Device::cpu, {int64_t(v.size())});
 }
 
 // A parameter layout of `count` parameters with random sizes (some of 1 element, one empty, most
@@ -363,17 +361,6 @@ TEST(GradientReducer, GapOnlyBucketsStartAtBeginStep) {
     expect_range(
         g, 0, 8 * n, [&](int64_t i) { return grad_sum<double>(9, int(n), i); }, "gap bucket");
   });
-}
-
-// Checks `f` throws tfm::Error whose message contains every one of `needles`.
-void expect_error(const std::function<void()>& f, std::vector<std::string> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning '" << needles[0] << "'";
-  } catch (const Error& e) {
-    std::string m = e.what();
-    for (auto& s : needles) EXPECT_NE(m.find(s), std::string::npos) << "'" << s << "' in: " << m;
-  }
 }
 
 TEST(GradientReducer, ConstructionErrors) {

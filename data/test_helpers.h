@@ -19,10 +19,11 @@ namespace tfm::testing_data {
 // A fresh directory under the system temp dir, removed with everything in it at scope exit.
 class TempDir {
  public:
-  TempDir() {
+  // `name` only makes the directory recognisable (tfm-test-<pid>-<n>-<name>).
+  explicit TempDir(const std::string& name = "data") {
     static std::atomic<int> counter{0};
     path_ = std::filesystem::temp_directory_path() /
-            ("tfm-data-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+            ("tfm-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + name);
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }

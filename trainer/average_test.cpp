@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "data/test_helpers.h"
 #include "trainer/average.h"
 #include "trainer/checkpoint.h"
 #include "trainer/train.h"
@@ -18,19 +19,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Scratch {
-  explicit Scratch(const std::string& name) {
-    path = (fs::temp_directory_path() / cat("tfm-average-test-", ::getpid(), "-", name)).string();
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-  std::string path;
-};
+// A fresh directory, removed at scope exit.
+using Scratch = testing_data::TempDir;
 
 TrainOptions options(const std::string& out, std::vector<std::string> extra = {}) {
   std::vector<std::string> base = {"--d-model", "32", "--d-ff", "64", "--heads", "2", "--layers", "1",
@@ -67,7 +57,7 @@ std::string error_of(const std::function<void()>& f) {
 
 TEST(Average, CopiesOfOneCheckpointGiveItBackExactly) {
   Scratch run("copies");
-  TrainOptions o = options(run.path);
+  TrainOptions o = options(run.str());
   Trainer t(o, make_synthetic_source(o));
   for (int i = 0; i < 3; ++i) t.step();
   std::string dir = t.save();
@@ -94,7 +84,7 @@ TEST(Average, CopiesOfOneCheckpointGiveItBackExactly) {
 
 TEST(Average, TwoCheckpointsGiveTheirMeanTensorByTensor) {
   Scratch run("two");
-  TrainOptions o = options(run.path, {"--save-every", "0"});
+  TrainOptions o = options(run.str(), {"--save-every", "0"});
   Trainer t(o, make_synthetic_source(o));
   t.step();
   std::string first = t.save();
@@ -114,7 +104,7 @@ TEST(Average, TwoCheckpointsGiveTheirMeanTensorByTensor) {
 
 TEST(Average, DifferentModelsAreRefusedNamingBoth) {
   Scratch a_run("a"), b_run("b");
-  TrainOptions a = options(a_run.path), b = options(b_run.path, {"--d-ff", "128"});
+  TrainOptions a = options(a_run.str()), b = options(b_run.str(), {"--d-ff", "128"});
   Trainer ta(a, make_synthetic_source(a)), tb(b, make_synthetic_source(b));
   std::string da = ta.save(), db = tb.save();
   std::string e = error_of([&] { average_checkpoints({da, db}, a_run / "avg"); });

@@ -25,19 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // A fresh directory, removed at scope exit.
-struct Scratch {
-  explicit Scratch(const std::string& name) {
-    path = (fs::temp_directory_path() / cat("tfm-ckpt-test-", ::getpid(), "-", name)).string();
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-  std::string path;
-};
+using Scratch = testing_data::TempDir;
 
 // A tiny model on one thread (the test machines are small and shared); `extra` adds or replaces
 // options.
@@ -88,7 +76,7 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 
 // A small prepared dataset (ids straight to shards): 40 training pairs of 1–6 ids, so that a
 // 64-token budget gives about ten batches per epoch.
-const std::string& small_dataset() {
+std::string small_dataset() {
   static Scratch dir("dataset");
   static bool written = [] {
     auto example = [](int64_t i, std::vector<int32_t>& s, std::vector<int32_t>& t) {
@@ -98,13 +86,13 @@ const std::string& small_dataset() {
       for (int64_t k = 0; k < n; ++k) s.push_back(int32_t(4 + (i * 3 + k * 5) % 60));
       t.assign(s.rbegin(), s.rend());
     };
-    write_id_dataset(dir.path, testing_data::small_tokenizer(),
+    write_id_dataset(dir.str(), testing_data::small_tokenizer(),
                      {{"train", 40, 2, example},
                       {"valid", 6, 1, [&](int64_t i, auto& s, auto& t) { example(i + 100, s, t); }}});
     return true;
   }();
   (void)written;
-  return dir.path;
+  return dir.str();
 }
 
 TrainOptions dataset_options(std::vector<std::string> extra = {}) {
@@ -123,12 +111,12 @@ struct Resumed {
 Resumed expect_exact_resume(TrainOptions o, int total, int split) {
   Scratch straight_dir("straight"), resumed_dir("resumed");
   Resumed out;
-  o.out = straight_dir.path;
+  o.out = straight_dir.str();
   Trainer straight(o, source_for(o));
   std::vector<double> want;
   for (int i = 0; i < total; ++i) want.push_back(straight.step().loss);
 
-  o.out = resumed_dir.path;
+  o.out = resumed_dir.str();
   std::vector<double> got;
   {
     Trainer first(o, source_for(o));
@@ -156,12 +144,12 @@ Resumed expect_exact_resume(TrainOptions o, int total, int split) {
 TEST(Checkpoint, RoundTripsEveryTensorAndTheState) {
   Scratch run("roundtrip");
   TrainOptions o = synthetic_options({"--seed", "18446744073709551557"});  // a uint64 past int64
-  o.out = run.path;
+  o.out = run.str();
   Trainer t(o, source_for(o));
   for (int i = 0; i < 3; ++i) t.step();
   std::string dir = t.save();
   EXPECT_EQ(dir, run / "checkpoints/step-0000003");
-  EXPECT_EQ(latest_checkpoint(run.path), dir);
+  EXPECT_EQ(latest_checkpoint(run.str()), dir);
   for (const char* f : {"model.h5", "optimizer.h5", "state.json", "config", "manifest.json"})
     EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
 
@@ -221,7 +209,7 @@ TEST(ExactResume, DatasetSourceSavedExactlyAtAnEpochEnd) {
 TEST(Checkpoint, DatasetCheckpointCarriesTheTokenizer) {
   Scratch run("tokenizer");
   TrainOptions o = dataset_options();
-  o.out = run.path;
+  o.out = run.str();
   Trainer t(o, source_for(o));
   t.step();
   std::string dir = t.save();
@@ -233,7 +221,7 @@ TEST(Checkpoint, DatasetCheckpointCarriesTheTokenizer) {
 TEST(Checkpoint, CorruptedByteIsRefusedNamingTheFile) {
   Scratch run("corrupt");
   TrainOptions o = synthetic_options();
-  o.out = run.path;
+  o.out = run.str();
   Trainer t(o, source_for(o));
   t.step();
   std::string dir = t.save();
@@ -257,7 +245,7 @@ TEST(Checkpoint, CorruptedByteIsRefusedNamingTheFile) {
 TEST(Checkpoint, OtherModelIsRefusedNamingTheTensorAndShapes) {
   Scratch run("mismatch");
   TrainOptions o = synthetic_options();
-  o.out = run.path;
+  o.out = run.str();
   Trainer t(o, source_for(o));
   std::string dir = t.save();
 
@@ -287,7 +275,7 @@ TEST(Checkpoint, OtherModelIsRefusedNamingTheTensorAndShapes) {
   Trainer f(data, source_for(data));
   Scratch run64("mismatch64");
   TrainOptions s64 = synthetic_options({"--vocab-size", "64"});
-  s64.out = run64.path;
+  s64.out = run64.str();
   Trainer g(s64, source_for(s64));
   e = error_of([&] { f.resume(g.save()); });
   EXPECT_TRUE(contains(e, "synthetic")) << e;
@@ -295,22 +283,22 @@ TEST(Checkpoint, OtherModelIsRefusedNamingTheTensorAndShapes) {
 
 TEST(Checkpoint, BrokenLatestPointerIsAClearError) {
   Scratch run("latest");
-  EXPECT_EQ(latest_checkpoint(run.path), "");  // a fresh run
+  EXPECT_EQ(latest_checkpoint(run.str()), "");  // a fresh run
   TrainOptions o = synthetic_options();
-  o.out = run.path;
+  o.out = run.str();
   Trainer t(o, source_for(o));
   t.step();
   std::string first = t.save();
   t.step();
   std::string second = t.save();
-  EXPECT_EQ(latest_checkpoint(run.path), second);
+  EXPECT_EQ(latest_checkpoint(run.str()), second);
 
   fs::remove_all(second);  // latest names a deleted directory
-  std::string e = error_of([&] { latest_checkpoint(run.path); });
+  std::string e = error_of([&] { latest_checkpoint(run.str()); });
   EXPECT_TRUE(contains(e, "latest") && contains(e, "step-0000002") && contains(e, "does not exist")) << e;
 
   fs::remove(run / "checkpoints/latest");  // checkpoints without a pointer
-  e = error_of([&] { latest_checkpoint(run.path); });
+  e = error_of([&] { latest_checkpoint(run.str()); });
   EXPECT_TRUE(contains(e, "no " + (run / "checkpoints/latest")) && contains(e, "step-0000001")) << e;
 
   e = error_of([&] { read_checkpoint_state(run / "nowhere"); });
@@ -320,7 +308,7 @@ TEST(Checkpoint, BrokenLatestPointerIsAClearError) {
 TEST(Checkpoint, KeepsTheNewestAndCleansUpAfterDeadWriters) {
   Scratch run("keep");
   TrainOptions o = synthetic_options();
-  o.out = run.path;
+  o.out = run.str();
   Trainer t(o, source_for(o));
   // A dead writer's leftovers (no such pid) go; a live process's temporary stays.
   fs::create_directories(run / "checkpoints/step-0000001.tmp-999999999");
@@ -329,9 +317,9 @@ TEST(Checkpoint, KeepsTheNewestAndCleansUpAfterDeadWriters) {
   for (int i = 0; i < 5; ++i) {
     t.step();
     CheckpointWrite w{&t.model().params(), t.adam_m(), t.adam_v(), t.state(), ""};
-    save_checkpoint(run.path, w, 2);
+    save_checkpoint(run.str(), w, 2);
   }
-  auto left = list_checkpoints(run.path);
+  auto left = list_checkpoints(run.str());
   ASSERT_EQ(left.size(), 2u);
   EXPECT_EQ(left[0].first, 4);
   EXPECT_EQ(left[1].first, 5);
@@ -344,7 +332,7 @@ TEST(Checkpoint, KeepsTheNewestAndCleansUpAfterDeadWriters) {
   TrainingState s = u.state();
   s.step = 5;
   CheckpointWrite w{&u.model().params(), u.adam_m(), u.adam_v(), s, ""};
-  save_checkpoint(run.path, w, 2);
+  save_checkpoint(run.str(), w, 2);
   Transformer fresh(o.model);
   fresh.params().allocate(DType::f32);
   load_checkpoint(run / "checkpoints/step-0000005", fresh.params());
@@ -357,7 +345,7 @@ TEST(Checkpoint, KeepsTheNewestAndCleansUpAfterDeadWriters) {
 TEST(ResumeOptions, NoneAutoPathAndOverwrite) {
   Scratch run("plan");
   TrainOptions o = synthetic_options();
-  o.out = run.path;
+  o.out = run.str();
   EXPECT_EQ(plan_resume(o).from, "");  // auto, nothing there yet
   Trainer t(o, source_for(o));
   for (int i = 0; i < 2; ++i) {
@@ -368,8 +356,8 @@ TEST(ResumeOptions, NoneAutoPathAndOverwrite) {
 
   o.resume = "none";
   std::string e = error_of([&] { plan_resume(o); });
-  EXPECT_TRUE(contains(e, run.path) && contains(e, "--overwrite")) << e;
-  EXPECT_EQ(list_checkpoints(run.path).size(), 2u);  // nothing touched
+  EXPECT_TRUE(contains(e, run.str()) && contains(e, "--overwrite")) << e;
+  EXPECT_EQ(list_checkpoints(run.str()).size(), 2u);  // nothing touched
 
   // An older checkpoint of the same run: the newer one would be replaced.
   o.resume = run / "checkpoints/step-0000001";
@@ -379,14 +367,14 @@ TEST(ResumeOptions, NoneAutoPathAndOverwrite) {
   ResumePlan p = plan_resume(o);
   EXPECT_EQ(p.from, run / "checkpoints/step-0000001");
   discard_for_resume(p);
-  EXPECT_EQ(list_checkpoints(run.path).size(), 1u);
-  EXPECT_EQ(latest_checkpoint(run.path), run / "checkpoints/step-0000001");
+  EXPECT_EQ(list_checkpoints(run.str()).size(), 1u);
+  EXPECT_EQ(latest_checkpoint(run.str()), run / "checkpoints/step-0000001");
 
   // A run directory as --resume means its latest checkpoint.
   Scratch other("plan-other");
   TrainOptions q = synthetic_options();
-  q.out = other.path;
-  q.resume = run.path;
+  q.out = other.str();
+  q.resume = run.str();
   EXPECT_EQ(plan_resume(q).from, run / "checkpoints/step-0000001");
   q.resume = other / "missing";
   EXPECT_TRUE(contains(error_of([&] { plan_resume(q); }), "missing"));
@@ -395,7 +383,7 @@ TEST(ResumeOptions, NoneAutoPathAndOverwrite) {
   p = plan_resume(o);
   discard_for_resume(p);
   EXPECT_FALSE(fs::exists(run / "checkpoints"));
-  EXPECT_EQ(latest_checkpoint(run.path), "");
+  EXPECT_EQ(latest_checkpoint(run.str()), "");
 }
 
 // Asks to stop, as a signal would, while the trainer draws the n-th batch (mid-step).
@@ -420,24 +408,24 @@ class StopWhileDrawing : public BatchSource {
 TEST(Preemption, StopRequestSavesAndTheNextRunContinues) {
   Scratch run("stop"), straight_dir("stop-straight");
   TrainOptions o = synthetic_options({"--steps", "4", "--save-every", "0", "--log-every", "100"});
-  o.out = straight_dir.path;
+  o.out = straight_dir.str();
   Trainer straight(o, source_for(o));
   straight.run();
 
-  o.out = run.path;
+  o.out = run.str();
   {
     Trainer t(o, std::make_unique<StopWhileDrawing>(source_for(o), 2));
     t.run();
     clear_stop_request();
     EXPECT_EQ(t.steps_done(), 2);
   }
-  EXPECT_EQ(latest_checkpoint(run.path), run / "checkpoints/step-0000002");
+  EXPECT_EQ(latest_checkpoint(run.str()), run / "checkpoints/step-0000002");
   Trainer t(o, source_for(o));
   t.resume(plan_resume(o).from);
   t.run();
   EXPECT_EQ(t.steps_done(), 4);
   EXPECT_TRUE(same_bits(copy_of(t.model().params().values()), copy_of(straight.model().params().values())));
-  EXPECT_EQ(latest_checkpoint(run.path), run / "checkpoints/step-0000004");
+  EXPECT_EQ(latest_checkpoint(run.str()), run / "checkpoints/step-0000004");
   // metrics.jsonl continued: steps 1–2 from the first run, 3–4 from the second.
   std::ifstream metrics(run / "metrics.jsonl");
   std::string all((std::istreambuf_iterator<char>(metrics)), std::istreambuf_iterator<char>());
@@ -447,7 +435,7 @@ TEST(Preemption, StopRequestSavesAndTheNextRunContinues) {
   // directory gets its own checkpoint, so a relaunch there resumes rather than starts over.
   Scratch branch("stop-branch");
   TrainOptions b = o;
-  b.out = branch.path;
+  b.out = branch.str();
   b.steps = 10;
   Trainer u(b, source_for(b));
   u.resume(run / "checkpoints/step-0000004");
@@ -455,7 +443,7 @@ TEST(Preemption, StopRequestSavesAndTheNextRunContinues) {
   u.run();
   clear_stop_request();
   EXPECT_EQ(u.steps_done(), 4);
-  EXPECT_EQ(latest_checkpoint(branch.path), branch / "checkpoints/step-0000004");
+  EXPECT_EQ(latest_checkpoint(branch.str()), branch / "checkpoints/step-0000004");
 }
 
 }  // namespace

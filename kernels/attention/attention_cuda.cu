@@ -187,6 +187,20 @@ __device__ __forceinline__ void store_tile(T* dst, int64_t width, const T* tile,
   }
 }
 
+#if TFM_CUDA_EMULATION
+// The CPU engine's warp-collective equivalents of the two instructions below.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
+  tfm_emu::ldmatrix_x4(r, p, false);
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* p) {
+  tfm_emu::ldmatrix_x4(r, p, true);
+}
+template <class T>
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  tfm_emu::mma_m16n8k16(c, a, b0, b1, std::is_same_v<T, __nv_bfloat16>);
+}
+#else
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
   const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -224,6 +238,8 @@ __device__ __forceinline__ void mma16816<__half>(float (&c)[4], const uint32_t (
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+
+#endif
 
 // A fragment: rows [r0, r0 + 16) × columns [c0, c0 + 16) of a row-major tile (stride LD).
 // ldmatrix matrices: 0 = rows 0-7 cols 0-7, 1 = rows 8-15 cols 0-7, 2 = rows 0-7 cols 8-15,
@@ -301,7 +317,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int KD = DP / 16;  // k-chunks over the head dim
   constexpr int NS = BK / 8;   // score tiles (8 keys each)
   constexpr int NO = DP / 8;   // output tiles (8 columns each)
-  extern __shared__ __align__(16) unsigned char smem[];
+  TFM_DYNAMIC_SMEM(smem);
   T* sQ = reinterpret_cast<T*>(smem);  // [BQ][LD], reused for the output tile
   T* sK = sQ + BQ * LD;                // [BK][LD]
   T* sV = sK + BK * LD;                // [BK][LD]
@@ -450,7 +466,7 @@ __global__ void __launch_bounds__(kThreads)
   using Tl = Tiles<DP>;
   constexpr int BQ = Tl::kDqQ, BK = Tl::kDqK, LD = Tl::LD;
   constexpr int KD = DP / 16, NS = BK / 8, NO = DP / 8;
-  extern __shared__ __align__(16) unsigned char smem[];
+  TFM_DYNAMIC_SMEM(smem);
   T* sQ = reinterpret_cast<T*>(smem);  // [BQ][LD], reused for the dQ tile
   T* sdO = sQ + BQ * LD;               // [BQ][LD]
   T* sK = sdO + BQ * LD;               // [BK][LD]
@@ -569,7 +585,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int KD = DP / 16;
   constexpr int NS = BQ / 8;  // transposed-score tiles (8 queries each)
   constexpr int NO = DP / 8;
-  extern __shared__ __align__(16) unsigned char smem[];
+  TFM_DYNAMIC_SMEM(smem);
   T* sK = reinterpret_cast<T*>(smem);  // [BK][LD], reused for the dK tile
   T* sV = sK + BK * LD;                // [BK][LD], reused for the dV tile
   T* sQ = sV + BK * LD;                // [BQ][LD]
@@ -962,11 +978,9 @@ void forward_mma(const Geo& g, const Tensor& q, const Tensor& k, const Tensor& v
   const size_t smem = Tl::fwd_smem(sizeof(T));
   allow_smem(fwd_mma<T, DP>, smem, "attention_forward");
   dim3 grid(ceil_div(g.Tq, Tl::kFwdQ), g.H, g.B);
-  fwd_mma<T, DP><<<grid, kThreads, smem, st>>>(static_cast<const T*>(q.data),
-                                               static_cast<const T*>(k.data),
-                                               static_cast<const T*>(v.data), lengths,
-                                               static_cast<T*>(out.data),
-                                               static_cast<float*>(lse.data), g);
+  launch_kernel(fwd_mma<T, DP>, grid, kThreads, smem, st, static_cast<const T*>(q.data),
+                static_cast<const T*>(k.data), static_cast<const T*>(v.data), lengths,
+                static_cast<T*>(out.data), static_cast<float*>(lse.data), g);
   check_launch("attention_forward");
 }
 
@@ -984,10 +998,9 @@ void forward_typed(const Geo& g, const Tensor& q, const Tensor& k, const Tensor&
     }
   }
   dim3 grid(ceil_div(g.Tq, kSimtRows), g.H, g.B);
-  fwd_simt<T><<<grid, kSimtRows * 32, 0, st>>>(
-      static_cast<const T*>(q.data), static_cast<const T*>(k.data),
-      static_cast<const T*>(v.data), lengths, static_cast<T*>(out.data),
-      static_cast<float*>(lse.data), g);
+  launch_kernel(fwd_simt<T>, grid, kSimtRows * 32, 0, st, static_cast<const T*>(q.data),
+                static_cast<const T*>(k.data), static_cast<const T*>(v.data), lengths,
+                static_cast<T*>(out.data), static_cast<float*>(lse.data), g);
   check_launch("attention_forward");
 }
 
@@ -1006,16 +1019,15 @@ void backward_mma(const Geo& g, const Tensor& q, const Tensor& k, const Tensor& 
   const size_t kv_smem = Tl::kv_smem(sizeof(T));
   allow_smem(dkdv_mma<T, DP>, kv_smem, "attention_backward");
   dim3 kv_grid(ceil_div(g.Tk, Tl::kKvK), g.H, g.B);
-  dkdv_mma<T, DP><<<kv_grid, kThreads, kv_smem, st>>>(qp, kp, vp, lengths, dop, lp, dsum,
-                                                      static_cast<T*>(dk.data),
-                                                      static_cast<T*>(dv.data), g);
+  launch_kernel(dkdv_mma<T, DP>, kv_grid, kThreads, kv_smem, st, qp, kp, vp, lengths, dop, lp, dsum,
+                static_cast<T*>(dk.data), static_cast<T*>(dv.data), g);
   check_launch("attention_backward (dK, dV)");
 
   const size_t dq_smem = Tl::dq_smem(sizeof(T));
   allow_smem(dq_mma<T, DP>, dq_smem, "attention_backward");
   dim3 dq_grid(ceil_div(g.Tq, Tl::kDqQ), g.H, g.B);
-  dq_mma<T, DP><<<dq_grid, kThreads, dq_smem, st>>>(qp, kp, vp, lengths, dop, lp, dsum,
-                                                    static_cast<T*>(dq.data), g);
+  launch_kernel(dq_mma<T, DP>, dq_grid, kThreads, dq_smem, st, qp, kp, vp, lengths, dop, lp, dsum,
+                static_cast<T*>(dq.data), g);
   check_launch("attention_backward (dQ)");
 }
 
@@ -1027,8 +1039,8 @@ void backward_typed(const Geo& g, const Tensor& q, const Tensor& k, const Tensor
   const int64_t rows = int64_t(g.B) * g.Tq * g.H;  // one warp each
   const int64_t blocks = (rows * 32 + 255) / 256;
   TFM_CHECK(blocks <= 0x7fffffff, "attention_backward: too many rows (", rows, ")");
-  rowdot_kernel<T><<<unsigned(blocks), 256, 0, st>>>(static_cast<const T*>(out.data),
-                                                      static_cast<const T*>(dout.data), dsum, g);
+  launch_kernel(rowdot_kernel<T>, unsigned(blocks), 256, 0, st, static_cast<const T*>(out.data),
+                static_cast<const T*>(dout.data), dsum, g);
   check_launch("attention_backward (D = rowsum(dO∘O))");
 
   if constexpr (!std::is_same_v<T, float>) {
@@ -1047,13 +1059,12 @@ void backward_typed(const Geo& g, const Tensor& q, const Tensor& k, const Tensor
   const T* dop = static_cast<const T*>(dout.data);
   const float* lp = static_cast<const float*>(lse.data);
   dim3 kv_grid(ceil_div(g.Tk, kSimtRows), g.H, g.B);
-  dkdv_simt<T><<<kv_grid, kSimtRows * 32, 0, st>>>(qp, kp, vp, lengths, dop, lp, dsum,
-                                                   static_cast<T*>(dk.data),
-                                                   static_cast<T*>(dv.data), g);
+  launch_kernel(dkdv_simt<T>, kv_grid, kSimtRows * 32, 0, st, qp, kp, vp, lengths, dop, lp, dsum,
+                static_cast<T*>(dk.data), static_cast<T*>(dv.data), g);
   check_launch("attention_backward (dK, dV)");
   dim3 dq_grid(ceil_div(g.Tq, kSimtRows), g.H, g.B);
-  dq_simt<T><<<dq_grid, kSimtRows * 32, 0, st>>>(qp, kp, vp, lengths, dop, lp, dsum,
-                                                 static_cast<T*>(dq.data), g);
+  launch_kernel(dq_simt<T>, dq_grid, kSimtRows * 32, 0, st, qp, kp, vp, lengths, dop, lp, dsum,
+                static_cast<T*>(dq.data), g);
   check_launch("attention_backward (dQ)");
 }
 

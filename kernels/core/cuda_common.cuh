@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "kernels/core/context.h"
 
@@ -25,6 +26,27 @@ inline void check_launch(const char* op) {
 }
 
 inline cudaStream_t stream_of(const Context& ctx) { return static_cast<cudaStream_t>(ctx.stream); }
+
+// Launches `kernel` on `stream`: kernel<<<grid, block, smem, stream>>>(args...). Written as a
+// call so that the CUDA-emulation build (TFM_CUDA_EMULATION, kernels/core/cuda_emu/README.md)
+// can run the same source on the CPU engine instead.
+template <class... P, class... A>
+inline void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+                          cudaStream_t stream, A&&... args) {
+#if TFM_CUDA_EMULATION
+  (void)stream;
+  tfm_emu::launch_kernel(kernel, grid, block, smem, std::forward<A>(args)...);
+#else
+  kernel<<<grid, block, smem, stream>>>(std::forward<A>(args)...);
+#endif
+}
+
+// The block's dynamic shared memory (the launch's `smem` bytes), 16-byte aligned.
+#if TFM_CUDA_EMULATION
+#define TFM_DYNAMIC_SMEM(name) unsigned char* name = ::tfm_emu::dynamic_smem()
+#else
+#define TFM_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
 
 // Scratch device memory for one op call, from the context's arena (step-scoped; work on the
 // same stream is ordered, so the next op may reuse it safely).

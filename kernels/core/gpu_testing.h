@@ -28,6 +28,14 @@ namespace tfm::gpu_testing {
 
 inline bool have_gpu() { return cuda_device_count() > 0; }
 
+// The CPU CUDA emulator's build (kernels/core/cuda_emu/README.md): the "GPU" is the CPU, a
+// thousand times slower, so tests whose size matters only for numerics at scale run shorter.
+#if TFM_CUDA_EMULATION
+constexpr bool kEmulatedGpu = true;
+#else
+constexpr bool kEmulatedGpu = false;
+#endif
+
 inline const char* no_gpu_reason() {
   return cuda_compiled() ? "no CUDA device visible (cuda_device_count() == 0); run on a GPU machine"
                          : "this build has no CUDA twins (configured without the CUDA toolkit)";
@@ -119,7 +127,8 @@ inline Buffer rounded(const Tensor& host, DType through, DType want = DType::f32
 inline Buffer to_device(const Tensor& host, DType dtype) {
   Buffer staged = convert(host, dtype);
   Buffer dev = buffer_like(host, dtype, Device::cuda);
-  if (host.bytes()) copy_to_device(dev.tensor().data, staged.tensor().data, host.bytes());
+  const size_t bytes = staged.tensor().bytes();  // in `dtype`, not the host tensor's dtype
+  if (bytes) copy_to_device(dev.tensor().data, staged.tensor().data, bytes);
   return dev;
 }
 inline Buffer to_device(const Tensor& host) { return to_device(host, host.dtype); }

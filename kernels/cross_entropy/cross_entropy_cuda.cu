@@ -235,9 +235,9 @@ void cross_entropy_forward(const Context& ctx, const Tensor& logits, const Tenso
   dispatch_gpu_float(logits.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const bool vec = V % kPack<T> == 0 && aligned16(logits.data);
-    forward_kernel<T><<<unsigned(N), kThreads, 0, stream_of(ctx)>>>(
-        static_cast<const T*>(logits.data), targets.as<int32_t>(), V, ignore_index,
-        float(smoothing), loss.as<float>(), nll.as<float>(), lse.as<float>(), vec);
+    launch_kernel(forward_kernel<T>, unsigned(N), kThreads, 0, stream_of(ctx),
+                  static_cast<const T*>(logits.data), targets.as<int32_t>(), V, ignore_index,
+                  float(smoothing), loss.as<float>(), nll.as<float>(), lse.as<float>(), vec);
     check_launch(op);
   });
 }
@@ -258,10 +258,10 @@ void cross_entropy_backward(const Context& ctx, const Tensor& logits, const Tens
   dispatch_gpu_float(logits.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const bool vec = V % kPack<T> == 0 && aligned16(logits.data) && aligned16(dlogits.data);
-    backward_kernel<T><<<unsigned(N), kThreads, 0, stream_of(ctx)>>>(
-        static_cast<const T*>(logits.data), targets.as<int32_t>(), lse.as<float>(), V,
-        ignore_index, uniform, gold, float(grad_scale), static_cast<T*>(dlogits.data), vec,
-        vocab_offset, vocab_total);
+    launch_kernel(backward_kernel<T>, unsigned(N), kThreads, 0, stream_of(ctx),
+                  static_cast<const T*>(logits.data), targets.as<int32_t>(), lse.as<float>(), V,
+                  ignore_index, uniform, gold, float(grad_scale), static_cast<T*>(dlogits.data),
+                  vec, vocab_offset, vocab_total);
     check_launch(op);
   });
 }
@@ -277,9 +277,9 @@ void cross_entropy_partial_stats(const Context& ctx, const Tensor& logits_local,
   dispatch_gpu_float(logits_local.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const bool vec = V % kPack<T> == 0 && aligned16(logits_local.data);
-    partial_stats_kernel<T><<<unsigned(N), kThreads, 0, stream_of(ctx)>>>(
-        static_cast<const T*>(logits_local.data), targets.as<int32_t>(), V, ignore_index,
-        vocab_offset, stats.as<float>(), vec);
+    launch_kernel(partial_stats_kernel<T>, unsigned(N), kThreads, 0, stream_of(ctx),
+                  static_cast<const T*>(logits_local.data), targets.as<int32_t>(), V, ignore_index,
+                  vocab_offset, stats.as<float>(), vec);
     check_launch(op);
   });
 }
@@ -292,9 +292,9 @@ void cross_entropy_combine_stats(const Context& ctx, const Tensor& stats_all,
   const int64_t P = stats_all.dim(0), N = stats_all.dim(1);
   expect_dtype(stats_all, DType::f32, op, "stats_all");
   if (N == 0) return;
-  combine_stats_kernel<<<grid_for(N, kThreads), kThreads, 0, stream_of(ctx)>>>(
-      stats_all.as<float>(), targets.as<int32_t>(), P, N, ignore_index, vocab_total,
-      float(smoothing), loss.as<float>(), nll.as<float>(), lse.as<float>());
+  launch_kernel(combine_stats_kernel, grid_for(N, kThreads), kThreads, 0, stream_of(ctx),
+                stats_all.as<float>(), targets.as<int32_t>(), P, N, ignore_index, vocab_total,
+                float(smoothing), loss.as<float>(), nll.as<float>(), lse.as<float>());
   check_launch(op);
 }
 

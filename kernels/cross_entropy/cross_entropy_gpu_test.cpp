@@ -111,8 +111,12 @@ void check_case(int64_t N, int64_t V, double eps, DType dt, bool misaligned, boo
   cross_entropy_backward(cpu, r_logits, targets, w_lse, kIgnore, eps, grad_scale, w_grad);
   Buffer got = gt::to_host(d_dlogits, DType::f64);
   // Relative per element, with a floor of 1% of the largest gradient: softmax spans many orders
-  // of magnitude and the 16-bit dtypes round each element.
-  EXPECT_LE(rel_error(got, w_grad, 1e-2 * std::max(max_abs(w_grad), 1e-6)), gt::tolerance(dt))
+  // of magnitude and the 16-bit dtypes round each element. In f32 the bound is the lse the
+  // forward stored in f32: |lse| ≤ ~16 carries up to ~1e-6 absolute error, i.e. a relative
+  // error of every probability, which p − q (cancelling near the target) shows against the
+  // 1% floor as up to 1e-6 / 1e-2 = 1e-4.
+  const double grad_tol = dt == DType::f32 ? 1e-4 : gt::tolerance(dt);
+  EXPECT_LE(rel_error(got, w_grad, 1e-2 * std::max(max_abs(w_grad), 1e-6)), grad_tol)
       << "dlogits";
   for (int64_t n = 0; n < N; ++n) {
     if (targets.as<int32_t>()[n] != kIgnore) continue;
@@ -175,11 +179,17 @@ void check_vocab_parallel(int64_t N, int64_t V, int64_t P, double eps, DType dt,
     Tensor w_st(w_stats_all.as<double>() + p * N * 3, DType::f64, Device::cpu, {N, 3});
     cross_entropy_partial_stats(cpu, gt::rounded(b, dt, DType::f64), targets, kIgnore, v0, w_st);
     Buffer got = gt::to_host(d_st, DType::f64);
+    Buffer r_b = gt::rounded(b, dt, DType::f64);
     for (int64_t n = 0; n < N; ++n) {
       if (targets.as<int32_t>()[n] == kIgnore) continue;  // combine ignores those rows
+      // stats[2] = Σ x over the block: an fp32 sum of terms of both signs, whose rounding
+      // scales with Σ|x| rather than with the (cancelling) result.
+      double sum_abs = 0;
+      for (int64_t v = 0; v < w; ++v) sum_abs += std::abs(r_b.as<double>()[n * w + v]);
       for (int k = 0; k < 3; ++k) {
         const double g = got.as<double>()[3 * n + k], e = w_st.as<double>()[3 * n + k];
-        ASSERT_NEAR(g, e, 1e-5 * std::max(1.0, std::abs(e))) << "stats[" << n << "][" << k << "]";
+        const double tol = 1e-5 * std::max(1.0, std::abs(e)) + (k == 2 ? 1e-7 * sum_abs : 0.0);
+        ASSERT_NEAR(g, e, tol) << "stats[" << n << "][" << k << "]";
       }
     }
     blocks.push_back(std::move(b));

@@ -92,9 +92,9 @@ void dropout_apply(const Context& ctx, const Tensor& in, const Tensor& out, cons
     unsigned grid = grid_for(int64_t(items), kThreads);
     dispatch_gpu_float(in.dtype, op, [&](auto tag) {
       using T = typename decltype(tag)::type;
-      dropout_block_kernel<T><<<grid, kThreads, 0, stream>>>(
-          static_cast<const T*>(in.data), static_cast<T*>(out.data), n, d, items, per_row,
-          threshold, scale);
+      launch_kernel(dropout_block_kernel<T>, grid, kThreads, 0, stream,
+                    static_cast<const T*>(in.data), static_cast<T*>(out.data), n, d, items, per_row,
+                    threshold, scale);
     });
     check_launch(op);
     return;
@@ -104,9 +104,9 @@ void dropout_apply(const Context& ctx, const Tensor& in, const Tensor& out, cons
   unsigned grid = grid_for(int64_t(counters), kThreads);
   dispatch_gpu_float(in.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    dropout_kernel<T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(in.data),
-                                                     static_cast<T*>(out.data), n, d.seed,
-                                                     d.offset, first, counters, threshold, scale);
+    launch_kernel(dropout_kernel<T>, grid, kThreads, 0, stream, static_cast<const T*>(in.data),
+                  static_cast<T*>(out.data), n, d.seed, d.offset, first, counters, threshold,
+                  scale);
   });
   check_launch(op);
 }

@@ -105,9 +105,9 @@ void add(const Context& ctx, const Tensor& a, const Tensor& b, const Tensor& out
     using T = typename decltype(tag)::type;
     bool vec = aligned16(a.data) && aligned16(b.data) && aligned16(out.data);
     unsigned grid = grid_for(vec ? (n + kPack<T> - 1) / kPack<T> : n, kThreads);
-    map2_kernel<T><<<grid, kThreads, 0, stream_of(ctx)>>>(
-        static_cast<const T*>(a.data), static_cast<const T*>(b.data), static_cast<T*>(out.data),
-        n, vec, AddOp{});
+    launch_kernel(map2_kernel<T, AddOp>, grid, kThreads, 0, stream_of(ctx),
+                  static_cast<const T*>(a.data), static_cast<const T*>(b.data),
+                  static_cast<T*>(out.data), n, vec, AddOp{});
   });
   check_launch("add");
 }
@@ -142,8 +142,8 @@ void convert(const Context& ctx, const Tensor& src, const Tensor& dst) {
     using S = typename decltype(s)::type;
     dispatch_gpu_float(dst.dtype, "convert", [&](auto d) {
       using D = typename decltype(d)::type;
-      convert_kernel<S, D><<<grid_for(n, kThreads), kThreads, 0, stream_of(ctx)>>>(
-          static_cast<const S*>(src.data), static_cast<D*>(dst.data), n);
+      launch_kernel(convert_kernel<S, D>, grid_for(n, kThreads), kThreads, 0, stream_of(ctx),
+                    static_cast<const S*>(src.data), static_cast<D*>(dst.data), n);
     });
   });
   check_launch("convert");
@@ -163,8 +163,8 @@ void scale_inplace(const Context& ctx, const Tensor& x, double factor) {
     using T = typename decltype(tag)::type;
     bool vec = aligned16(x.data);
     unsigned grid = grid_for(vec ? (n + kPack<T> - 1) / kPack<T> : n, kThreads);
-    map1_kernel<T><<<grid, kThreads, 0, stream_of(ctx)>>>(static_cast<T*>(x.data), n, vec,
-                                                          ScaleOp{float(factor)});
+    launch_kernel(map1_kernel<T, ScaleOp>, grid, kThreads, 0, stream_of(ctx),
+                  static_cast<T*>(x.data), n, vec, ScaleOp{float(factor)});
   });
   check_launch("scale_inplace");
 }
@@ -181,11 +181,11 @@ double sum_squares(const Context& ctx, const Tensor& x) {
   cudaStream_t stream = stream_of(ctx);
   dispatch_gpu_float(x.dtype, "sum_squares", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    sum_squares_chunk_kernel<T><<<unsigned(chunks), kThreads, 0, stream>>>(
-        static_cast<const T*>(x.data), n, partial);
+    launch_kernel(sum_squares_chunk_kernel<T>, unsigned(chunks), kThreads, 0, stream,
+                  static_cast<const T*>(x.data), n, partial);
   });
   check_launch("sum_squares");
-  sum_partials_kernel<<<1, 1024, 0, stream>>>(partial, chunks, total);
+  launch_kernel(sum_partials_kernel, 1, 1024, 0, stream, partial, chunks, total);
   check_launch("sum_squares (total)");
   double result = 0.0;
   check_cuda(cudaMemcpyAsync(&result, total, sizeof result, cudaMemcpyDeviceToHost, stream),

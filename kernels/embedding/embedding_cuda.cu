@@ -208,10 +208,10 @@ void embedding_forward(const Context& ctx, const Tensor& tokens, const Tensor& t
   dispatch_rows_table(out.dtype, table.dtype, op, [&](auto ot, auto wt) {
     using O = typename decltype(ot)::type;
     using W = typename decltype(wt)::type;
-    embedding_forward_kernel<W, O><<<grid, kForwardThreads, 0, stream_of(ctx)>>>(
-        static_cast<const int32_t*>(tokens.data), static_cast<const W*>(table.data), scale,
-        static_cast<O*>(out.data), d.batch, d.length, d.vocab, d.width, position_offset, bad,
-        shard.vocab_offset, rows, shard.add_positions);
+    launch_kernel(embedding_forward_kernel<W, O>, grid, kForwardThreads, 0, stream_of(ctx),
+                  static_cast<const int32_t*>(tokens.data), static_cast<const W*>(table.data),
+                  scale, static_cast<O*>(out.data), d.batch, d.length, d.vocab, d.width,
+                  position_offset, bad, shard.vocab_offset, rows, shard.add_positions);
   });
   check_launch(op);
   report_bad_id(ctx, tokens, bad, d.vocab, op);
@@ -236,9 +236,9 @@ void embedding_backward(const Context& ctx, const Tensor& tokens, const Tensor& 
   uint32_t* keys =
       sharded ? static_cast<uint32_t*>(scratch(ctx, size_t(n) * sizeof(uint32_t), op)) : nullptr;
   constexpr int kThreads = 256;
-  iota_check_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
-      static_cast<const int32_t*>(tokens.data), n, d.vocab, positions, bad, keys,
-      shard.vocab_offset, rows);
+  launch_kernel(iota_check_kernel, grid_for(n, kThreads), kThreads, 0, stream,
+                static_cast<const int32_t*>(tokens.data), n, d.vocab, positions, bad, keys,
+                shard.vocab_offset, rows);
   check_launch(op);
   report_bad_id(ctx, tokens, bad, d.vocab, op);
 
@@ -268,9 +268,9 @@ void embedding_backward(const Context& ctx, const Tensor& tokens, const Tensor& 
   dispatch_rows_table(dout.dtype, dtable.dtype, op, [&](auto gt, auto wt) {
     using G = typename decltype(gt)::type;
     using W = typename decltype(wt)::type;
-    embedding_backward_kernel<G, W><<<grid, kBackwardThreads, 0, stream>>>(
-        sorted_ids, sorted_pos, static_cast<const G*>(dout.data), float(scale),
-        static_cast<W*>(dtable.data), n, d.width, sharded ? uint32_t(rows) : ~0u);
+    launch_kernel(embedding_backward_kernel<G, W>, grid, kBackwardThreads, 0, stream, sorted_ids,
+                  sorted_pos, static_cast<const G*>(dout.data), float(scale),
+                  static_cast<W*>(dtable.data), n, d.width, sharded ? uint32_t(rows) : ~0u);
   });
   check_launch(op);
 }

@@ -320,8 +320,8 @@ void bias_act(const Context& ctx, DType cd, void* c, int64_t m, int64_t n, int64
     using C = typename decltype(ct)::type;
     auto launch = [&](auto bt) {
       using B = typename decltype(bt)::type;
-      bias_act_kernel<C, B><<<grid, kThreads, 0, stream_of(ctx)>>>(
-          static_cast<C*>(c), m, n, ldc, c_scale, static_cast<const B*>(bias), relu);
+      launch_kernel(bias_act_kernel<C, B>, grid, kThreads, 0, stream_of(ctx), static_cast<C*>(c), m,
+                    n, ldc, c_scale, static_cast<const B*>(bias), relu);
     };
     if (bias) dispatch_gpu_float(bias_dtype, "gemm epilogue bias", launch);
     else launch(Tag<C>{});
@@ -354,8 +354,8 @@ void row_sums(const Context& ctx, DType x_dtype, const void* x, int64_t rows, in
     using X = typename decltype(xt)::type;
     dispatch_gpu_float(out_dtype, "row_sums", [&](auto ot) {
       using O = typename decltype(ot)::type;
-      row_sums_kernel<X, O><<<grid, kThreads, 0, stream_of(ctx)>>>(
-          static_cast<const X*>(x), rows, cols, ld, static_cast<O*>(out));
+      launch_kernel(row_sums_kernel<X, O>, grid, kThreads, 0, stream_of(ctx),
+                    static_cast<const X*>(x), rows, cols, ld, static_cast<O*>(out));
     });
   });
   check_launch("row_sums");
@@ -440,14 +440,15 @@ void column_sums(const Context& ctx, DType x_dtype, const void* x, int64_t rows,
     using X = typename decltype(xt)::type;
     dispatch_gpu_float(out_dtype, "column_sums", [&](auto ot) {
       using O = typename decltype(ot)::type;
-      column_sums_kernel<X, O><<<grid, block, 0, stream_of(ctx)>>>(
-          static_cast<const X*>(x), rows, cols, ld, partial, static_cast<O*>(out), accumulate);
+      launch_kernel(column_sums_kernel<X, O>, grid, block, 0, stream_of(ctx),
+                    static_cast<const X*>(x), rows, cols, ld, partial, static_cast<O*>(out),
+                    accumulate);
       check_launch("column_sums");
       if (partial) {
         constexpr int kThreads = 256;
         unsigned g2 = unsigned((cols + kThreads - 1) / kThreads);
-        column_sums_finish_kernel<O><<<g2, kThreads, 0, stream_of(ctx)>>>(
-            partial, chunks, cols, static_cast<O*>(out), accumulate);
+        launch_kernel(column_sums_finish_kernel<O>, g2, kThreads, 0, stream_of(ctx), partial,
+                      chunks, cols, static_cast<O*>(out), accumulate);
         check_launch("column_sums (finish)");
       }
     });
@@ -482,18 +483,33 @@ bool gemm_epilogue_fusable(const Context& ctx, const GemmShape& shape, DType ab,
   return try_lt(ctx, s, ab, cd, 1.0f, a, b, 0.0f, const_cast<void*>(c), ep, false);
 }
 
+// The bias-gradient epilogue by hand: bias_grad[i] = Σ_k op(A)[i, k] (bgrad_a, length m) or
+// bias_grad[j] = Σ_k op(B)[k, j] (bgrad_b, length n); zeros when k = 0. It does not depend on
+// the other operand, so it is due even when C is empty.
+void bias_grad_sums(const Context& ctx, const GemmShape& s, DType ab, DType cd, const void* a,
+                    const void* b, const GemmEpilogue& ep) {
+  const int64_t len = ep.kind == Epilogue::bgrad_a ? s.m : s.n;
+  if (len == 0) return;
+  if (s.k == 0) {
+    check_cuda(cudaMemsetAsync(ep.bias_grad, 0, size_t(len) * dtype_size(cd), stream_of(ctx)),
+               "gemm: cudaMemsetAsync");
+  } else if (ep.kind == Epilogue::bgrad_a) {
+    // A stored [k, m] (trans_a) sums columns, [m, k] sums rows.
+    if (s.trans_a) column_sums(ctx, ab, a, s.k, s.m, s.lda, cd, ep.bias_grad, false);
+    else row_sums(ctx, ab, a, s.m, s.k, s.lda, cd, ep.bias_grad);
+  } else {
+    // B stored [k, n] sums columns, [n, k] (trans_b) sums rows.
+    if (s.trans_b) row_sums(ctx, ab, b, s.n, s.k, s.ldb, cd, ep.bias_grad);
+    else column_sums(ctx, ab, b, s.k, s.n, s.ldb, cd, ep.bias_grad, false);
+  }
+}
+
 void gemm_ex(const Context& ctx, const GemmShape& shape, DType ab, DType cd, double alpha,
              const void* a, const void* b, double beta, void* c, const GemmEpilogue& ep) {
   GemmShape s = resolved(shape);
   check_types(ab, cd, ep);
-  if (s.m == 0 || s.n == 0) {
-    // An empty C; a bias gradient over an empty op(A) or op(B) is still all zeros.
-    if (has_bias_grad(ep.kind)) {
-      int64_t len = ep.kind == Epilogue::bgrad_a ? s.m : s.n;
-      if (len)
-        check_cuda(cudaMemsetAsync(ep.bias_grad, 0, size_t(len) * dtype_size(cd), stream_of(ctx)),
-                   "gemm: cudaMemsetAsync");
-    }
+  if (s.m == 0 || s.n == 0) {  // an empty C
+    if (has_bias_grad(ep.kind)) bias_grad_sums(ctx, s, ab, cd, a, b, ep);
     return;
   }
   bool relu = ep.kind == Epilogue::relu || ep.kind == Epilogue::relu_bias;
@@ -501,11 +517,7 @@ void gemm_ex(const Context& ctx, const GemmShape& shape, DType ab, DType cd, dou
   if (s.k == 0) {
     // C = beta·C (0 exactly when beta = 0), then the epilogue; empty sums are zero.
     bias_act(ctx, cd, c, s.m, s.n, s.ldc, float(beta), bias, ep.bias_dtype, relu);
-    if (has_bias_grad(ep.kind)) {
-      int64_t len = ep.kind == Epilogue::bgrad_a ? s.m : s.n;
-      check_cuda(cudaMemsetAsync(ep.bias_grad, 0, size_t(len) * dtype_size(cd), stream_of(ctx)),
-                 "gemm: cudaMemsetAsync");
-    }
+    if (has_bias_grad(ep.kind)) bias_grad_sums(ctx, s, ab, cd, a, b, ep);
     return;
   }
   if (ep.kind != Epilogue::none && ep.allow_fused &&
@@ -518,15 +530,7 @@ void gemm_ex(const Context& ctx, const GemmShape& shape, DType ab, DType cd, dou
              " trans_a=", s.trans_a, " trans_b=", s.trans_b, " lda=", s.lda, " ldb=", s.ldb,
              " ldc=", s.ldc, " A/B ", dtype_name(ab), " C ", dtype_name(cd)));
   if (bias || relu) bias_act(ctx, cd, c, s.m, s.n, s.ldc, 1.0f, bias, ep.bias_dtype, relu);
-  if (ep.kind == Epilogue::bgrad_a) {
-    // bias_grad[i] = Σ_k op(A)[i, k]: A stored [k, m] (trans_a) sums columns, [m, k] sums rows.
-    if (s.trans_a) column_sums(ctx, ab, a, s.k, s.m, s.lda, cd, ep.bias_grad, false);
-    else row_sums(ctx, ab, a, s.m, s.k, s.lda, cd, ep.bias_grad);
-  } else if (ep.kind == Epilogue::bgrad_b) {
-    // bias_grad[j] = Σ_k op(B)[k, j]: B stored [k, n] sums columns, [n, k] (trans_b) sums rows.
-    if (s.trans_b) row_sums(ctx, ab, b, s.n, s.k, s.ldb, cd, ep.bias_grad);
-    else column_sums(ctx, ab, b, s.k, s.n, s.ldb, cd, ep.bias_grad, false);
-  }
+  if (has_bias_grad(ep.kind)) bias_grad_sums(ctx, s, ab, cd, a, b, ep);
 }
 
 void gemm(const Context& ctx, DType dtype, const GemmShape& s, double alpha, const void* a,

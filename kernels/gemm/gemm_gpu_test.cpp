@@ -174,6 +174,17 @@ TEST(GemmGpu, EmptyInnerDimensionGivesBetaTimesC) {
   }
 }
 
+// An empty C (m or n = 0) over a non-empty op(A) or op(B): the bias gradient of that operand is
+// still its sum over k, not zeros (found with the CPU CUDA emulator's cuBLASLt stand-in).
+TEST(GemmGpu, EmptyOutputStillGivesTheOtherOperandsBiasGradient) {
+  TFM_SKIP_WITHOUT_GPU();
+  for (const Types& t : kTypes)
+    for (bool trans : {false, true}) {
+      check_case(Case{trans, !trans, 5, 0, 7}, t.ab, t.cd, 1.0, 0.0, cuda::Epilogue::bgrad_a);
+      check_case(Case{trans, !trans, 0, 6, 7}, t.ab, t.cd, 1.0, 0.0, cuda::Epilogue::bgrad_b);
+    }
+}
+
 TEST(GemmGpu, PublicDispatcherRunsTheCudaTwinAndTheCacheIsOnlyACache) {
   TFM_SKIP_WITHOUT_GPU();
   GpuEnv env;

@@ -250,10 +250,11 @@ void layer_norm_forward(const Context& ctx, const Tensor& x, const Tensor& gamma
   dispatch_x_param(x.dtype, gamma.dtype, op, [&](auto tt, auto gt) {
     using T = typename decltype(tt)::type;
     using G = typename decltype(gt)::type;
-    ln_forward_kernel<T, G><<<grid, kThreads, 0, stream_of(ctx)>>>(
-        static_cast<const T*>(x.data), static_cast<const G*>(gamma.data),
-        static_cast<const G*>(beta.data), float(eps), static_cast<T*>(y.data),
-        static_cast<float*>(mean.data), static_cast<float*>(rstd.data), d.rows, d.width, vec);
+    launch_kernel(ln_forward_kernel<T, G>, grid, kThreads, 0, stream_of(ctx),
+                  static_cast<const T*>(x.data), static_cast<const G*>(gamma.data),
+                  static_cast<const G*>(beta.data), float(eps), static_cast<T*>(y.data),
+                  static_cast<float*>(mean.data), static_cast<float*>(rstd.data), d.rows, d.width,
+                  vec);
   });
   check_launch(op);
 }
@@ -281,11 +282,10 @@ void layer_norm_backward(const Context& ctx, const Tensor& dy, const Tensor& x,
     float* part_b = part_g + chunks * d.width;
     dispatch_gpu_float(x.dtype, op, [&](auto tt) {
       using T = typename decltype(tt)::type;
-      ln_param_partials_kernel<T><<<dim3(unsigned(col_tiles), unsigned(chunks)),
-                                    dim3(kColTile, kRowLanes), 0, stream>>>(
-          static_cast<const T*>(dy.data), static_cast<const T*>(x.data),
-          static_cast<const float*>(mean.data), static_cast<const float*>(rstd.data), d.rows,
-          d.width, part_g, part_b);
+      launch_kernel(ln_param_partials_kernel<T>, dim3(unsigned(col_tiles), unsigned(chunks)),
+                    dim3(kColTile, kRowLanes), 0, stream, static_cast<const T*>(dy.data),
+                    static_cast<const T*>(x.data), static_cast<const float*>(mean.data),
+                    static_cast<const float*>(rstd.data), d.rows, d.width, part_g, part_b);
     });
     check_launch(op);
     unsigned g2 = unsigned((d.width + kThreads - 1) / kThreads);
@@ -293,8 +293,8 @@ void layer_norm_backward(const Context& ctx, const Tensor& dy, const Tensor& x,
       if (!out.defined()) return;
       dispatch_gpu_float(out.dtype, op, [&](auto ot) {
         using O = typename decltype(ot)::type;
-        ln_param_finish_kernel<O><<<g2, kThreads, 0, stream>>>(part, chunks, d.width,
-                                                               static_cast<O*>(out.data));
+        launch_kernel(ln_param_finish_kernel<O>, g2, kThreads, 0, stream, part, chunks, d.width,
+                      static_cast<O*>(out.data));
       });
       check_launch(op);
     };
@@ -307,10 +307,11 @@ void layer_norm_backward(const Context& ctx, const Tensor& dy, const Tensor& x,
   dispatch_x_param(x.dtype, gamma.dtype, op, [&](auto tt, auto gt) {
     using T = typename decltype(tt)::type;
     using G = typename decltype(gt)::type;
-    ln_backward_dx_kernel<T, G><<<grid, kThreads, 0, stream>>>(
-        static_cast<const T*>(dy.data), static_cast<const T*>(x.data),
-        static_cast<const G*>(gamma.data), static_cast<const float*>(mean.data),
-        static_cast<const float*>(rstd.data), static_cast<T*>(dx.data), d.rows, d.width, vec);
+    launch_kernel(ln_backward_dx_kernel<T, G>, grid, kThreads, 0, stream,
+                  static_cast<const T*>(dy.data), static_cast<const T*>(x.data),
+                  static_cast<const G*>(gamma.data), static_cast<const float*>(mean.data),
+                  static_cast<const float*>(rstd.data), static_cast<T*>(dx.data), d.rows, d.width,
+                  vec);
   });
   check_launch(op);
 }

@@ -86,15 +86,15 @@ void relu_mask(const Context& ctx, const Tensor& dy, const Tensor& y) {
     if (aligned16(pd) && aligned16(py)) {
       int64_t packs = n / kPack<T>;
       if (packs) {
-        relu_mask_pack_kernel<T><<<grid_for(packs, kThreads), kThreads, 0, stream_of(ctx)>>>(
-            pd, py, packs);
+        launch_kernel(relu_mask_pack_kernel<T>, grid_for(packs, kThreads), kThreads, 0,
+                      stream_of(ctx), pd, py, packs);
         check_launch("linear_backward (relu mask)");
       }
       done = packs * kPack<T>;
     }
     if (done < n) {
-      relu_mask_kernel<T><<<grid_for(n - done, kThreads), kThreads, 0, stream_of(ctx)>>>(
-          pd + done, py + done, n - done);
+      launch_kernel(relu_mask_kernel<T>, grid_for(n - done, kThreads), kThreads, 0, stream_of(ctx),
+                    pd + done, py + done, n - done);
       check_launch("linear_backward (relu mask)");
     }
   });

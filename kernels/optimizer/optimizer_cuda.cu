@@ -125,7 +125,7 @@ void adam_step(const Context& ctx, const AdamHyper& h, const Tensor& params, con
     using W = std::remove_pointer_t<decltype(w)>;
     const bool vec = vec4 && (w == nullptr || aligned(w, 4 * sizeof(W)));
     const unsigned grid = grid_for(vec ? (n + 3) / 4 : n, kThreads);
-    adam_kernel<W><<<grid, kThreads, 0, stream_of(ctx)>>>(p, g, mp, vp, w, n, k, vec);
+    launch_kernel(adam_kernel<W>, grid, kThreads, 0, stream_of(ctx), p, g, mp, vp, w, n, k, vec);
     check_launch(op);
   };
   if (!working_copy.defined()) return launch(static_cast<float*>(nullptr));

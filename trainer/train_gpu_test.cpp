@@ -15,22 +15,27 @@
 #include <string>
 #include <vector>
 
+#include "data/test_helpers.h"
 #include "kernels/core/gpu_testing.h"
+#include "trainer/checkpoint.h"
 #include "trainer/train.h"
 
 namespace tfm {
 namespace {
 
+using testing_data::TempDir;
+
 // On the CPU CUDA emulator (gpu_testing::kEmulatedGpu) batches are a quarter and runs shorter:
 // the emulator checks that the GPU path computes what the CPU does, not numerics at scale.
 const char* kBatchTokens = gpu_testing::kEmulatedGpu ? "512" : "2048";
 
-TrainOptions options(const std::string& device, const std::string& precision) {
+// Options of a run in `out` (a fresh temporary folder per run: ctest runs tests in parallel).
+TrainOptions options(const std::string& device, const std::string& precision,
+                     const std::string& out, const char* dropout = "0") {
   std::vector<std::string> args{"train", "--synthetic", "reverse", "--vocab-size", "64",
                                 "--d-model", "128", "--d-ff", "512", "--heads", "4",
                                 "--layers", "2", "--batch-tokens", kBatchTokens, "--warmup", "100",
-                                "--lr", "0.5", "--dropout", "0", "--seed", "3", "--out",
-                                (std::filesystem::temp_directory_path() / "tfm_gpu_e2e").string(),
+                                "--lr", "0.5", "--dropout", dropout, "--seed", "3", "--out", out,
                                 "--device", device, "--precision", precision};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -41,7 +46,8 @@ TrainOptions options(const std::string& device, const std::string& precision) {
 
 std::vector<double> losses(const std::string& device, const std::string& precision, int steps,
                            int* skipped = nullptr) {
-  TrainOptions o = options(device, precision);
+  TempDir run("gpu-e2e");
+  TrainOptions o = options(device, precision, run.str());
   Trainer t(o, make_synthetic_source(o));
   std::vector<double> out;
   for (int s = 0; s < steps; ++s) {
@@ -81,6 +87,33 @@ TEST(TrainGpu, MixedPrecisionTracksTheCpu) {
     EXPECT_EQ(skipped, 0) << precision << ": steps skipped for overflow after the first ten";
     std::printf("%s: loss %.4f → %.4f (CPU fp32 %.4f → %.4f)\n", precision, gpu.front(),
                 gpu.back(), cpu.front(), cpu.back());
+  }
+}
+
+// A GPU run stopped after 3 steps and resumed from its checkpoint continues exactly as the
+// uninterrupted run (bit for bit: the kernels are deterministic), with dropout on, in bf16 and
+// in fp16 (whose loss scale the checkpoint carries).
+TEST(TrainGpu, ResumesFromACheckpointExactly) {
+  TFM_SKIP_WITHOUT_GPU();
+  for (const char* precision : {"bf16", "fp16"}) {
+    SCOPED_TRACE(precision);
+    TempDir straight_dir("gpu-straight"), resumed_dir("gpu-resumed");
+    TrainOptions o = options("cuda", precision, straight_dir.str(), "0.1");
+    Trainer straight(o, make_synthetic_source(o));
+    std::vector<double> want;
+    for (int i = 0; i < 6; ++i) want.push_back(straight.step().loss);
+
+    o.out = resumed_dir.str();
+    std::vector<double> got;
+    {
+      Trainer first(o, make_synthetic_source(o));
+      for (int i = 0; i < 3; ++i) got.push_back(first.step().loss);
+      first.save();
+    }
+    Trainer second(o, make_synthetic_source(o));
+    EXPECT_EQ(second.resume(latest_checkpoint(o.out)).step, 3);
+    for (int i = 3; i < 6; ++i) got.push_back(second.step().loss);
+    for (int i = 0; i < 6; ++i) EXPECT_EQ(got[size_t(i)], want[size_t(i)]) << "step " << i + 1;
   }
 }
 

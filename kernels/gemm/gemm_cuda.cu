@@ -19,24 +19,10 @@ namespace {
 // cuBLASLt's recommended workspace on Hopper; plenty for Ampere.
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
 
-const char* status_name(cublasStatus_t s) {
-  switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
-    default: return "cublasStatus_t (unknown)";
-  }
-}
-
 void check_lt(cublasStatus_t s, const char* what) {
-  if (s != CUBLAS_STATUS_SUCCESS) fail(cat("gemm (cuBLASLt): ", what, " failed with ", status_name(s)));
+  if (s != CUBLAS_STATUS_SUCCESS)
+    fail(cat("gemm (cuBLASLt): ", what, " failed with ", cublasLtGetStatusName(s), " (",
+             cublasLtGetStatusString(s), ")"));
 }
 
 cudaDataType_t lt_type(DType t) {

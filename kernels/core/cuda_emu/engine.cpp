@@ -187,14 +187,26 @@ std::string where(const Scheduler& s) {
 
 bool blocked(const Scheduler& s, const Fiber& f);
 
+// The order in which runnable threads take turns: ascending thread index, or descending with
+// TFM_EMU_ORDER=reverse. A race that one order hides (a missing barrier whose reader happens to
+// run after its writer) the other order shows: run the suite both ways.
+int schedule_step() {
+  static const int step = [] {
+    const char* e = std::getenv("TFM_EMU_ORDER");
+    return e && std::string(e) == "reverse" ? -1 : 1;
+  }();
+  return step;
+}
+
 // Hands the CPU from the current fiber straight to the next one that can run (round-robin),
 // or to the host when none can (all finished, or a deadlock the host reports). Going fiber to
 // fiber halves the switches of going through the host each time.
 void switch_away(Scheduler& s) {
   const int n = int(s.fibers.size()), cur = s.current;
   Fiber& me = s.fibers[size_t(cur)];
+  const int step = schedule_step();
   for (int d = 1; d <= n; ++d) {
-    const int j = (cur + d) % n;
+    const int j = ((cur + step * d) % n + n) % n;
     Fiber& next = s.fibers[size_t(j)];
     if (next.done || blocked(s, next)) continue;
     if (j == cur) return;  // only this fiber can run: it goes on
@@ -289,7 +301,8 @@ bool run_block(Scheduler& s, dim3 block) {
   // The fibers pass the CPU among themselves and come back here only when none can run.
   for (;;) {
     int runnable = -1, running = 0;
-    for (int i = 0; i < n; ++i) {
+    for (int k = 0; k < n; ++k) {
+      const int i = schedule_step() > 0 ? k : n - 1 - k;
       const Fiber& f = s.fibers[size_t(i)];
       if (f.done) continue;
       ++running;

@@ -2,6 +2,7 @@
 // memory is host memory (so a host pointer passed where a device pointer belongs goes unnoticed
 // here — the GPU suite on a real device is still the judge of that); streams and events are
 // tokens and all work is synchronous.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -30,7 +31,11 @@ cudaError_t take_error() {
   return e;
 }
 
-struct Token {};  // what a stream or event handle points at
+// What a stream or event handle points at. Work is synchronous, so an event "completes" when
+// it is recorded: it keeps the host time of that moment.
+struct Token {
+  std::chrono::steady_clock::time_point recorded{};
+};
 }  // namespace
 
 void record_launch_error(cudaError_t err, const char* message) {
@@ -201,10 +206,17 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   delete reinterpret_cast<Token*>(event);
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+  if (!event) return cudaErrorInvalidValue;
+  reinterpret_cast<Token*>(event)->recorded = std::chrono::steady_clock::now();
+  return cudaSuccess;
+}
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return take_error(); }
 cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) {
-  *ms = 0;  // no timing on the emulator
+// Host time between the two records: the emulator's (slow) time, never a GPU's.
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  if (!ms || !start || !end) return cudaErrorInvalidValue;
+  const auto d = reinterpret_cast<Token*>(end)->recorded - reinterpret_cast<Token*>(start)->recorded;
+  *ms = std::chrono::duration<float, std::milli>(d).count();
   return cudaSuccess;
 }

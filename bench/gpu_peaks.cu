@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernels/core/arena.h"
+#include "kernels/core/cuda_common.cuh"
 #include "kernels/core/device.h"
 #include "kernels/gemm/gemm_cuda.h"
 
@@ -126,9 +127,9 @@ int main(int argc, char** argv) {
     check(cudaMalloc(&a, elems * 2), "cudaMalloc A");
     check(cudaMalloc(&b, elems * 2), "cudaMalloc B");
     check(cudaMalloc(&c, elems * 2), "cudaMalloc C");
-    fill_bf16<<<1024, 256, 0, stream>>>(a, elems, 1u);
-    fill_bf16<<<1024, 256, 0, stream>>>(b, elems, 2u);
-    fill_bf16<<<1024, 256, 0, stream>>>(c, elems, 3u);
+    tfm::cuda::launch_kernel(fill_bf16, 1024, 256, 0, stream, a, elems, 1u);
+    tfm::cuda::launch_kernel(fill_bf16, 1024, 256, 0, stream, b, elems, 2u);
+    tfm::cuda::launch_kernel(fill_bf16, 1024, 256, 0, stream, c, elems, 3u);
     check(cudaGetLastError(), "fill");
     tfm::GemmShape shape{false, true, n, n, n};
     auto gemm_ms = time_runs(stream, 5, repeats, [&] {
@@ -151,7 +152,8 @@ int main(int argc, char** argv) {
     void *src = nullptr, *dst = nullptr;
     check(cudaMalloc(&src, bytes), "cudaMalloc copy source");
     check(cudaMalloc(&dst, bytes), "cudaMalloc copy destination");
-    fill_bf16<<<1024, 256, 0, stream>>>(static_cast<__nv_bfloat16*>(src), bytes / 2, 4u);
+    tfm::cuda::launch_kernel(fill_bf16, 1024, 256, 0, stream, static_cast<__nv_bfloat16*>(src),
+                             bytes / 2, 4u);
     check(cudaGetLastError(), "fill");
     auto copy_ms = time_runs(stream, 3, repeats, [&] {
       check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync");
